@@ -1,0 +1,52 @@
+"""Backends by module type; heavy imports happen only for the types a config uses."""
+
+from __future__ import annotations
+
+import logging
+
+from parley.config import ModuleConfig
+from parley.engine.backend import Backend
+
+log = logging.getLogger(__name__)
+
+
+def build_backend(cfg: ModuleConfig) -> Backend:
+    if cfg.type == "WhisperStreaming":
+        from parley.backends.stt.whisper import WhisperOptions, WhisperStreamingBackend
+        from parley.backends.stt.whisper_decoder import WhisperDecoder, resolve_model_path
+
+        o = cfg.options
+        model_path = resolve_model_path(o["model"])
+        log.info(
+            "module %s: loading faster-whisper %s from %s on %s (%s, %d threads)",
+            cfg.name,
+            o["model"],
+            model_path,
+            o["device"],
+            o["compute_type"],
+            o["cpu_threads"],
+        )
+        decoder = WhisperDecoder(
+            model_path,
+            device=o["device"],
+            compute_type=o["compute_type"],
+            cpu_threads=o["cpu_threads"],
+            language=o["language"],
+            beam_size=o["beam_size"],
+            short_context=o["short_context"],
+        )
+        opts = WhisperOptions(
+            decode_interval_s=float(o["decode_interval_s"]),
+            endpoint_silence_s=float(o["endpoint_silence_s"]),
+            vad_threshold=float(o["vad_threshold"]),
+            max_window_s=float(o["max_window_s"]),
+            max_lag_s=float(o["max_lag_s"]),
+        )
+        facts = {
+            "model": o["model"],
+            "model_path": model_path,
+            "device": o["device"],
+            "compute_type": o["compute_type"],
+        }
+        return WhisperStreamingBackend(decoder, cfg.batch_size, opts, describe=facts, name=cfg.name)
+    raise ValueError(f"unknown module type {cfg.type!r}")

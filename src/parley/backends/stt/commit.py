@@ -1,0 +1,103 @@
+"""When a word of a re-decoded window is final: the LocalAgreement-2 commit policy.
+
+Whisper re-transcribes a growing window; its last words change as more audio arrives. A word
+is committed (sent to the client, never retracted) once two consecutive decodes agree on it
+and on every word before it. At an utterance end (the VAD hears a pause) or a flush (a client
+`Marker`) the last decode is taken whole. Times are seconds of stream time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+OVERLAP_TOLERANCE_S = 0.1  # word times jitter between decodes
+MAX_OVERLAP_WORDS = 5
+PROMPT_WORDS = 30
+_NON_WORD = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    text: str
+    start_s: float
+    end_s: float
+
+
+def _key(text: str) -> str:
+    return _NON_WORD.sub("", text.lower().replace("\u2019", "'"))
+
+
+class LocalAgreement:
+    """Commit state of one stream. `in_window` holds the committed words that lie in the audio
+    window being re-decoded: a new transcript of that window should start with them, and the
+    words after them are the fresh part. Matching text first, time only as a fallback, because
+    DTW word times drift between decodes (end times at a window's edge especially)."""
+
+    def __init__(self) -> None:
+        self.committed: list[TimedWord] = []
+        self.in_window: list[TimedWord] = []
+        self.pending: list[TimedWord] = []  # the last decode's uncommitted words
+        self.committed_end_s = 0.0
+
+    def prompt(self) -> str:
+        return " ".join(w.text for w in self.committed[-PROMPT_WORDS:])
+
+    def window_moved(self, window_start_s: float) -> None:
+        """Audio before `window_start_s` left the window: its words no longer appear."""
+        self.in_window = [w for w in self.in_window if w.end_s > window_start_s + OVERLAP_TOLERANCE_S]
+        if not self.in_window:
+            self.pending = [w for w in self.pending if w.start_s >= window_start_s]
+
+    def _fresh(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
+        """The part of a hypothesis not already committed."""
+        words = [w for w in hypothesis if _key(w.text)]
+        done = [_key(w.text) for w in self.in_window]
+        if not done:
+            return words
+        keys = [_key(w.text) for w in words]
+        if keys[: len(done)] == done:
+            return words[len(done) :]
+        # The decode re-worded committed audio: align the texts and continue after the
+        # hypothesis word matched to the last (or next-to-last) committed word.
+        matcher = difflib.SequenceMatcher(a=done, b=keys, autojunk=False)
+        last = None
+        for a, b, size in matcher.get_matching_blocks():
+            if size:
+                last = (a + size - 1, b + size - 1)
+        if last is not None and last[0] >= len(done) - 2:
+            return words[last[1] + 1 + (len(done) - 1 - last[0]) :]
+        last_start = self.in_window[-1].start_s
+        return [w for w in words if w.start_s > last_start + OVERLAP_TOLERANCE_S]
+
+    def _commit(self, words: list[TimedWord]) -> list[TimedWord]:
+        out = []
+        for w in words:
+            # Keep stream times monotonic even when alignment jitters backwards.
+            start = max(w.start_s, self.committed_end_s)
+            end = max(w.end_s, start)
+            word = TimedWord(w.text, start, end)
+            out.append(word)
+            self.committed.append(word)
+            self.in_window.append(word)
+            self.committed_end_s = end
+        del self.committed[: -PROMPT_WORDS * 2]
+        return out
+
+    def update(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
+        """Commits the longest prefix this hypothesis shares with the previous one."""
+        fresh = self._fresh(hypothesis)
+        agreed = 0
+        for new, old in zip(fresh, self.pending, strict=False):
+            if _key(new.text) != _key(old.text):
+                break
+            agreed += 1
+        self.pending = fresh[agreed:]
+        return self._commit(fresh[:agreed])
+
+    def finish(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
+        """Commits the whole hypothesis (end of utterance or flush)."""
+        fresh = self._fresh(hypothesis)
+        self.pending = []
+        return self._commit(fresh)

