@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     stt.add_argument("--streams", default="1,2,4,6,8", help="comma-separated stream counts")
     stt.add_argument("--eval-dir", default="../shared/eval")
     stt.add_argument("--clips", type=int, default=6, help="clips per stream (played back to back)")
+    stt.add_argument("--show-text", action="store_true", help="print each stream's transcript")
     stt.add_argument("--no-baseline", action="store_true", help="skip offline tiny.en baseline")
     stt.set_defaults(func=_bench)
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ def decode_file(data: bytes, rate_hz: int = 24_000) -> np.ndarray:
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate_hz)
             chunks = []
             for frame in container.decode(streams[0]):
-                for out in resampler.resample(frame):
+                for out in resampler.resample(frame):  # type: ignore[arg-type]
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))

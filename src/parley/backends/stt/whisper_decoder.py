@@ -197,8 +197,8 @@ class WhisperDecoder:
         # CTranslate2 needs <|startoftranscript|> at one position for the whole batch: give
         # every item the same number of previous-text tokens (the shortest one's).
         previous = [self._previous_tokens(r.prompt) for r in requests]
-        keep = min(len(p) for p in previous)
-        prompts = [self._prompt_tokens(p[len(p) - keep :]) for p in previous]
+        shared = min(len(p) for p in previous)
+        prompts = [self._prompt_tokens(p[len(p) - shared :]) for p in previous]
         full = context_frames >= FULL_CONTEXT_MEL_FRAMES
         max_new = max(
             TOKENS_BUDGET_FLOOR + int(TOKENS_PER_SECOND_BUDGET * len(r.audio_16k) / WHISPER_RATE_HZ)

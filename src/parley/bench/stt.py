@@ -1,0 +1,124 @@
+"""`parley bench stt`: N concurrent real-time streams of the eval clips against a server.
+
+Per N it reports WER (against the references, and beside it offline faster-whisper tiny.en
+on the same clips, computed in the same run), word latency (from the moment the audio frame
+holding a word's end was sent to that word's `Word` arriving), whether the server kept up
+(the largest `buffered_pcm` it reported stays under 2 s), and the machine's CPU use during the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from parley.bench.wer import Clip, english_clips, wer
+from parley.client.asr import FRAME_SAMPLES, SAMPLE_RATE_HZ, StreamResult, transcribe_stream
+
+GAP_S = 1.0
+KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
+
+
+@dataclass
+class RunStats:
+    streams: int
+    wer: float
+    latency_p50_s: float
+    latency_p95_s: float
+    max_buffered_s: float
+    cpu_cores: float
+    words: int
+
+    @property
+    def kept_up(self) -> bool:
+        return self.max_buffered_s <= KEPT_UP_BUFFER_S
+
+
+def _playlist(
+    clips: list[Clip], pcms: list[np.ndarray], start: int, count: int
+) -> tuple[np.ndarray, str]:
+    gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), np.float32)
+    parts, refs = [], []
+    for k in range(count):
+        i = (start + k) % len(clips)
+        parts += [pcms[i], gap]
+        refs.append(clips[i].reference)
+    return np.concatenate(parts), " ".join(refs)
+
+
+def _latencies(result: StreamResult, lead_s: float = 1.0) -> list[float]:
+    out = []
+    for w in result.words:
+        end_s = (w.stop_s if w.stop_s is not None else w.start_s) + lead_s
+        frame = min(
+            len(result.frame_sent_at) - 1, max(0, int(end_s * SAMPLE_RATE_HZ) // FRAME_SAMPLES)
+        )
+        out.append(w.received_at - result.frame_sent_at[frame])
+    return out
+
+
+async def _run(
+    url: str, api_key: str, n: int, playlists: list[tuple[np.ndarray, str]], show_text: bool
+) -> RunStats:
+    import psutil
+
+    psutil.cpu_percent(None)
+    results = await asyncio.gather(
+        *(
+            transcribe_stream(url, playlists[i][0], api_key=api_key, tail_silence_frames=100)
+            for i in range(n)
+        )
+    )
+    cpu = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)
+    lat = [x for r in results for x in _latencies(r)]
+    if show_text:
+        for i, r in enumerate(results):
+            print(f"  stream {i}: WER {wer([playlists[i][1]], [r.text]):.3f}: {r.text}")
+    return RunStats(
+        streams=n,
+        wer=wer([playlists[i][1] for i in range(n)], [r.text for r in results]),
+        latency_p50_s=float(np.percentile(lat, 50)) if lat else float("nan"),
+        latency_p95_s=float(np.percentile(lat, 95)) if lat else float("nan"),
+        max_buffered_s=max(r.max_buffered_pcm for r in results) / SAMPLE_RATE_HZ,
+        cpu_cores=cpu,
+        words=len(lat),
+    )
+
+
+def run_stt_bench(args: argparse.Namespace) -> int:
+    from parley.audio.decode import decode_file
+
+    url = args.url.rstrip("/")
+    if not url.endswith("/api/asr-streaming"):
+        url += "/api/asr-streaming"
+    clips = english_clips(args.eval_dir, max_duration_s=15.0)
+    pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
+    counts = [int(x) for x in args.streams.split(",") if x.strip()]
+    playlists = [_playlist(clips, pcms, i * args.clips, args.clips) for i in range(max(counts))]
+    if not args.no_baseline:
+        from parley.bench.offline import offline_transcripts
+
+        t = time.perf_counter()
+        texts = offline_transcripts([c.path for c in clips])
+        by_path = dict(zip([c.path for c in clips], texts, strict=True))
+        base = wer([c.reference for c in clips], [by_path[c.path] for c in clips])
+        print(
+            f"offline faster-whisper tiny.en (beam 5, whole files): WER {base:.3f} "
+            f"on {len(clips)} clips, {time.perf_counter() - t:.1f} s"
+        )
+    print(
+        f"{'streams':>7} {'WER':>6} {'lat p50':>8} {'lat p95':>8} {'max buf':>8} "
+        f"{'kept up':>7} {'CPU':>6} {'words':>6}"
+    )
+    for n in counts:
+        s = asyncio.run(_run(url, args.api_key, n, playlists, args.show_text))
+        print(
+            f"{s.streams:>7} {s.wer:>6.3f} {s.latency_p50_s:>7.2f}s {s.latency_p95_s:>7.2f}s "
+            f"{s.max_buffered_s:>7.2f}s {'yes' if s.kept_up else 'NO':>7} "
+            f"{s.cpu_cores:>5.2f}c {s.words:>6}",
+            flush=True,
+        )
+    return 0

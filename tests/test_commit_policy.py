@@ -1,0 +1,63 @@
+"""LocalAgreement-2: words go out once, after two decodes agree, in time order."""
+
+from __future__ import annotations
+
+from parley.backends.stt.commit import LocalAgreement, TimedWord
+
+
+def words(text: str, start: float = 0.0, step: float = 0.4) -> list[TimedWord]:
+    return [
+        TimedWord(w, start + i * step, start + (i + 1) * step) for i, w in enumerate(text.split())
+    ]
+
+
+def test_commits_only_what_two_decodes_agree_on() -> None:
+    p = LocalAgreement()
+    assert p.update(words("so my fellow")) == []
+    got = p.update(words("so my fellow Americans ask"))
+    assert [w.text for w in got] == ["so", "my", "fellow"]
+    got = p.update(words("so my fellow Americans, ask not"))
+    assert [w.text for w in got] == ["Americans,", "ask"]
+
+
+def test_disagreement_commits_nothing_past_it() -> None:
+    p = LocalAgreement()
+    p.update(words("ask not what you are"))
+    assert [w.text for w in p.update(words("ask not what your country"))] == ["ask", "not", "what"]
+
+
+def test_finish_commits_the_rest_once() -> None:
+    p = LocalAgreement()
+    p.update(words("the earliest book"))
+    p.update(words("the earliest book printed"))
+    final = p.finish(words("the earliest book printed with movable types"))
+    assert [w.text for w in final] == ["printed", "with", "movable", "types"]
+    assert p.finish(words("the earliest book printed with movable types")) == []
+
+
+def test_reworded_prefix_still_finds_the_new_words() -> None:
+    p = LocalAgreement()
+    p.update(words("he was not an"))
+    p.update(words("he was not an ill"))
+    # The next decode spells a committed word differently; only new words come out.
+    got = p.finish(words("He was knot an ill disposed young man"))
+    assert [w.text for w in got] == ["ill", "disposed", "young", "man"]
+
+
+def test_times_never_go_backwards() -> None:
+    p = LocalAgreement()
+    p.finish([TimedWord("a", 0.0, 1.0), TimedWord("b", 0.9, 0.95)])
+    starts = [w.start_s for w in p.committed]
+    ends = [w.end_s for w in p.committed]
+    assert starts == sorted(starts) and all(e >= s for s, e in zip(starts, ends, strict=True))
+
+
+def test_prompt_excludes_words_still_in_the_window() -> None:
+    p = LocalAgreement()
+    p.finish(words("first sentence here."))
+    p.window_moved(1.2)
+    p.update(words("second part", start=2.0))
+    p.finish(words("second part", start=2.0))
+    assert p.prompt() == "first sentence here."
+    p.window_moved(3.0)
+    assert p.prompt() == "first sentence here. second part"
