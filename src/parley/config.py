@@ -36,7 +36,7 @@ MODULE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "language": (str, "en"),
         "beam_size": (int, 1),
         "short_context": (bool, True),
-        "decode_interval_s": ((int, float), 1.0),
+        "decode_interval_s": ((int, float), 0.5),
         "endpoint_silence_s": ((int, float), 0.5),
         "vad_threshold": ((int, float), 0.5),
         "max_window_s": ((int, float), 15.0),

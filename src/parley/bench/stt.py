@@ -26,6 +26,7 @@ KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
 class RunStats:
     streams: int
     wer: float
+    offline_wer: float  # offline tiny.en on the same audio (nan without a baseline)
     latency_p50_s: float
     latency_p95_s: float
     max_buffered_s: float
@@ -37,16 +38,22 @@ class RunStats:
         return self.max_buffered_s <= KEPT_UP_BUFFER_S
 
 
-def _playlist(
-    clips: list[Clip], pcms: list[np.ndarray], start: int, count: int
-) -> tuple[np.ndarray, str]:
+@dataclass
+class Playlist:
+    audio: np.ndarray  # the clips back to back, 1 s of silence after each
+    reference: str
+    clip_ids: list[str]
+
+
+def _playlist(clips: list[Clip], pcms: list[np.ndarray], start: int, count: int) -> Playlist:
     gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), np.float32)
-    parts, refs = [], []
+    parts, refs, ids = [], [], []
     for k in range(count):
         i = (start + k) % len(clips)
         parts += [pcms[i], gap]
         refs.append(clips[i].reference)
-    return np.concatenate(parts), " ".join(refs)
+        ids.append(clips[i].id)
+    return Playlist(np.concatenate(parts), " ".join(refs), ids)
 
 
 def _latencies(result: StreamResult, lead_s: float = 1.0) -> list[float]:
@@ -61,25 +68,34 @@ def _latencies(result: StreamResult, lead_s: float = 1.0) -> list[float]:
 
 
 async def _run(
-    url: str, api_key: str, n: int, playlists: list[tuple[np.ndarray, str]], show_text: bool
+    url: str,
+    api_key: str,
+    playlists: list[Playlist],
+    offline: dict[str, str] | None,
+    show_text: bool,
 ) -> RunStats:
     import psutil
 
     psutil.cpu_percent(None)
     results = await asyncio.gather(
         *(
-            transcribe_stream(url, playlists[i][0], api_key=api_key, tail_silence_frames=100)
-            for i in range(n)
+            transcribe_stream(url, p.audio, api_key=api_key, tail_silence_frames=100)
+            for p in playlists
         )
     )
     cpu = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)
     lat = [x for r in results for x in _latencies(r)]
+    refs = [p.reference for p in playlists]
     if show_text:
         for i, r in enumerate(results):
-            print(f"  stream {i}: WER {wer([playlists[i][1]], [r.text]):.3f}: {r.text}")
+            print(f"  stream {i}: WER {wer([refs[i]], [r.text]):.3f}: {r.text}")
+    offline_wer = float("nan")
+    if offline is not None:
+        offline_wer = wer(refs, [" ".join(offline[c] for c in p.clip_ids) for p in playlists])
     return RunStats(
-        streams=n,
-        wer=wer([playlists[i][1] for i in range(n)], [r.text for r in results]),
+        streams=len(playlists),
+        wer=wer(refs, [r.text for r in results]),
+        offline_wer=offline_wer,
         latency_p50_s=float(np.percentile(lat, 50)) if lat else float("nan"),
         latency_p95_s=float(np.percentile(lat, 95)) if lat else float("nan"),
         max_buffered_s=max(r.max_buffered_pcm for r in results) / SAMPLE_RATE_HZ,
@@ -98,27 +114,28 @@ def run_stt_bench(args: argparse.Namespace) -> int:
     pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
     counts = [int(x) for x in args.streams.split(",") if x.strip()]
     playlists = [_playlist(clips, pcms, i * args.clips, args.clips) for i in range(max(counts))]
+    offline: dict[str, str] | None = None
     if not args.no_baseline:
         from parley.bench.offline import offline_transcripts
 
         t = time.perf_counter()
         texts = offline_transcripts([c.path for c in clips])
-        by_path = dict(zip([c.path for c in clips], texts, strict=True))
-        base = wer([c.reference for c in clips], [by_path[c.path] for c in clips])
+        offline = {c.id: text for c, text in zip(clips, texts, strict=True)}
         print(
-            f"offline faster-whisper tiny.en (beam 5, whole files): WER {base:.3f} "
-            f"on {len(clips)} clips, {time.perf_counter() - t:.1f} s"
+            f"baseline: offline faster-whisper tiny.en (beam 5, whole files) on {len(clips)} "
+            f"clips: WER {wer([c.reference for c in clips], texts):.3f}, "
+            f"{time.perf_counter() - t:.1f} s"
         )
     print(
-        f"{'streams':>7} {'WER':>6} {'lat p50':>8} {'lat p95':>8} {'max buf':>8} "
+        f"{'streams':>7} {'WER':>6} {'offline':>7} {'lat p50':>8} {'lat p95':>8} {'max buf':>8} "
         f"{'kept up':>7} {'CPU':>6} {'words':>6}"
     )
     for n in counts:
-        s = asyncio.run(_run(url, args.api_key, n, playlists, args.show_text))
+        s = asyncio.run(_run(url, args.api_key, playlists[:n], offline, args.show_text))
         print(
-            f"{s.streams:>7} {s.wer:>6.3f} {s.latency_p50_s:>7.2f}s {s.latency_p95_s:>7.2f}s "
-            f"{s.max_buffered_s:>7.2f}s {'yes' if s.kept_up else 'NO':>7} "
-            f"{s.cpu_cores:>5.2f}c {s.words:>6}",
+            f"{s.streams:>7} {s.wer:>6.3f} {s.offline_wer:>7.3f} {s.latency_p50_s:>7.2f}s "
+            f"{s.latency_p95_s:>7.2f}s {s.max_buffered_s:>7.2f}s "
+            f"{'yes' if s.kept_up else 'NO':>7} {s.cpu_cores:>5.2f}c {s.words:>6}",
             flush=True,
         )
     return 0

@@ -37,13 +37,14 @@ from parley.server import metrics
 log = logging.getLogger(__name__)
 
 PREROLL_S = 0.3  # audio kept before the VAD fires, so a word's onset is not clipped
+SPEECH_TAIL_S = 0.25  # silence kept after the last speech frame in a decoded window
 PAUSE_HORIZONS_FRAMES = (2, 4, 6)  # Step.prs[k]: pause held for 0.16 / 0.32 / 0.48 s
 MAX_BATCH = 8
 
 
 @dataclass
 class WhisperOptions:
-    decode_interval_s: float = 1.0
+    decode_interval_s: float = 0.5
     endpoint_silence_s: float = 0.5
     vad_threshold: float = 0.5
     max_window_s: float = 15.0
@@ -70,6 +71,7 @@ class _Stream:
     silence_frames: int = 0
     pause_history: deque[float] = field(default_factory=lambda: deque(maxlen=8))
     decoded_upto16: int = 0  # window length at the last decode
+    speech_end16: int = 0  # window length after its last speech frame
     final_wanted: bool = False
     in_flight: bool = False
     policy: LocalAgreement = field(default_factory=LocalAgreement)
@@ -78,7 +80,8 @@ class _Stream:
 @dataclass
 class _Job:
     stream: _Stream
-    snapshot16: int
+    snapshot16: int  # window length when the job was taken (what a final decode consumes)
+    audio_end16: int  # how much of it is decoded
     final: bool
     markers: list[int]
 
@@ -140,6 +143,7 @@ class WhisperStreamingBackend(Backend):
             if stream.pending_samples >= FRAME_SAMPLES and not self._throttled(stream):
                 self._process_frame(stream)
                 waiting |= stream.pending_samples >= FRAME_SAMPLES and not self._throttled(stream)
+            self._drop_silent_window(stream)
             self._release_markers(stream)
         self._schedule()
         return waiting
@@ -196,6 +200,8 @@ class WhisperStreamingBackend(Backend):
                 s.policy.window_moved(s.window_start16 / VAD_RATE_HZ)
         if s.in_speech or len(s.window):
             s.window = np.concatenate([s.window, audio16])
+            if is_speech:
+                s.speech_end16 = len(s.window)
         else:
             keep = int(PREROLL_S * VAD_RATE_HZ)
             s.preroll = np.concatenate([s.preroll, audio16])[-keep:]
@@ -209,6 +215,12 @@ class WhisperStreamingBackend(Backend):
         hist = list(s.pause_history)
         prs = [float(min(hist[-n:])) for n in PAUSE_HORIZONS_FRAMES]
         s.slot.emit(Step(s.frames_done - 1, prs, s.pending_samples))
+
+    def _drop_silent_window(self, s: _Stream) -> None:
+        """A window whose speech was all trimmed away holds only silence: Whisper would
+        hallucinate on it ("you", "Thank you."), so it is dropped, not decoded."""
+        if len(s.window) and not s.in_flight and not s.in_speech and s.speech_end16 == 0:
+            self._drop_window(s, len(s.window))
 
     def _release_markers(self, s: _Stream) -> None:
         """Markers whose audio is processed ask for a final decode; with nothing left to
@@ -242,7 +254,11 @@ class WhisperStreamingBackend(Backend):
         jobs = []
         for s in due[:MAX_BATCH]:
             final = s.final_wanted
-            jobs.append(_Job(s, len(s.window), final, list(s.markers_due) if final else []))
+            # Trailing silence only invites hallucinated words: decode up to the last speech.
+            audio_end16 = min(len(s.window), s.speech_end16 + int(SPEECH_TAIL_S * VAD_RATE_HZ))
+            jobs.append(
+                _Job(s, len(s.window), audio_end16, final, list(s.markers_due) if final else [])
+            )
             s.in_flight = True
             s.decoded_upto16 = len(s.window)
         self._busy = True
@@ -315,6 +331,7 @@ class WhisperStreamingBackend(Backend):
     def _drop_window(self, s: _Stream, samples16: int) -> None:
         s.window = s.window[samples16:]
         s.window_start16 += samples16
+        s.speech_end16 = max(0, s.speech_end16 - samples16)
         s.decoded_upto16 = max(0, s.decoded_upto16 - samples16)
         s.policy.window_moved(s.window_start16 / VAD_RATE_HZ)
 

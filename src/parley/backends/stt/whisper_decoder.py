@@ -37,6 +37,7 @@ NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 PROMPT_MAX_TOKENS = 100
 SPARSE_CHECK_MIN_S = 2.0
+SHORT_WINDOW_S = 2.0
 MIN_TOKENS_PER_S = 1.0
 
 
@@ -223,7 +224,8 @@ class WhisperDecoder:
                 TOKENS_BUDGET_FLOOR
                 + TOKENS_PER_SECOND_BUDGET * len(req.audio_16k) / WHISPER_RATE_HZ
             )
-            avg_logprob = res.scores[0] / (len(tokens) + 1) if res.scores else 0.0
+            # CTranslate2's score is the length-normalised log-probability; count the EOT too.
+            avg_logprob = res.scores[0] * len(tokens) / (len(tokens) + 1) if res.scores else 0.0
             looping = compression_ratio(text) > MAX_COMPRESSION_RATIO or len(tokens) >= budget
             audio_s = len(req.audio_16k) / WHISPER_RATE_HZ
             # VAD windows hold mostly speech (~3 tokens/s); far less means text was skipped.
@@ -231,7 +233,12 @@ class WhisperDecoder:
             if (looping or sparse) and not full:
                 out.append(None)
                 continue
-            silent = res.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD
+            # Whisper's own silence rule, and a stricter one for short windows, where a breath
+            # or a word's tail is often "transcribed" as an unsure "you" / "I suppose".
+            unsure = avg_logprob < LOGPROB_THRESHOLD
+            silent = unsure and (
+                res.no_speech_prob > NO_SPEECH_THRESHOLD or audio_s < SHORT_WINDOW_S
+            )
             if not tokens or silent or looping:
                 out.append([])
                 continue
