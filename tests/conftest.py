@@ -62,7 +62,18 @@ def start_server(tmp: Path, config_text: str) -> Server:
     port = free_port()
     log_path = tmp / "server.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parley", "serve", "--config", str(cfg), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "parley",
+            "--log-level",
+            "DEBUG",
+            "serve",
+            "--config",
+            str(cfg),
+            "--port",
+            str(port),
+        ],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=ROOT,

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import websockets
 
+from parley.bench.eval_clips import english_clips, make_playlists
 from parley.bench.offline import offline_transcripts
-from parley.bench.wer import english_clips, wer
+from parley.bench.wer import wer
 from parley.client.asr import (
     FRAME_SAMPLES,
     audio_message,
@@ -26,13 +27,6 @@ from parley.protocol.common import ErrorMessage
 from tests.conftest import API_KEY, BATCH_SIZE, EVAL_DIR, Server, load_clip
 
 CLIPS = english_clips(EVAL_DIR)
-# A mix of read and spontaneous speech, of formats, of rates, kept short for CI.
-REALTIME_IDS = [
-    "fasterwhisper_jfk",
-    "pocketsphinx_librivox_0870",
-    "mfa_61-70968-0000",
-    "leopard_test",
-]
 
 
 @pytest.fixture(scope="module")
@@ -72,29 +66,29 @@ def test_fast_stream_wer_within_3_points_of_offline(
 
 
 def test_realtime_concurrent_streams_wer(server: Server, offline: dict[str, str]) -> None:
-    """Four real-time streams at once (the slot table full), Kyutai-client style."""
-    clips = [c for c in CLIPS if c.id in REALTIME_IDS]
-    assert len(clips) == BATCH_SIZE
+    """The slot table full: four real-time streams at once, Kyutai-client style, together
+    playing every English clip of up to 15 s (one playlist each, clips back to back)."""
+    clips = [c for c in CLIPS if c.duration_s <= 15.0]
+    per_stream = math.ceil(len(clips) / BATCH_SIZE)
+    playlists = make_playlists(clips, [load_clip(c.path) for c in clips], BATCH_SIZE, per_stream)
 
     async def run() -> list:
-        return await asyncio.gather(
-            *(
-                transcribe_stream(server.ws, load_clip(c.path), tail_silence_frames=60)
-                for c in clips
-            )
-        )
+        return await asyncio.gather(*(transcribe_stream(server.ws, p.audio) for p in playlists))
 
     results = asyncio.run(run())
-    for clip, res in zip(clips, results, strict=True):
-        _check_times(res.words, clip.duration_s)
-        # One Step per 80 ms frame, and Steps carry three pause probabilities.
-        frames = math.ceil((clip.duration_s + 1.0) * 24_000 / FRAME_SAMPLES)
+    for playlist, res in zip(playlists, results, strict=True):
+        _check_times(res.words, len(playlist.audio) / 24_000)
+        # One Step per 80 ms frame (1 s lead, the audio, 5 s tail), with three pause
+        # probabilities; a stream that keeps up never has more than its 1 s lead message
+        # and a second more waiting.
+        frames = math.ceil((len(playlist.audio) / 24_000 + 6.0) * 24_000 / FRAME_SAMPLES)
         assert res.steps >= frames - 2
         assert len(res.last_prs) == 3 and all(0.0 <= p <= 1.0 for p in res.last_prs)
-    refs = [c.reference for c in clips]
+        assert res.max_buffered_pcm < 2 * 24_000
+    refs = [p.reference for p in playlists]
     streaming = wer(refs, [r.text for r in results])
-    baseline = wer(refs, [offline[c.id] for c in clips])
-    print(f"realtime x4: streaming WER {streaming:.3f} vs offline {baseline:.3f}")
+    baseline = wer(refs, [" ".join(offline[i] for i in p.clip_ids) for p in playlists])
+    print(f"realtime x{BATCH_SIZE}: streaming WER {streaming:.3f} vs offline {baseline:.3f}")
     assert streaming <= baseline + 0.03
     assert server.wait_slots_free(2.0) < 2.0
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parley.bench.wer import Clip, english_clips, wer
+from parley.bench.eval_clips import Playlist, english_clips, make_playlists
+from parley.bench.wer import wer
 from parley.client.asr import FRAME_SAMPLES, SAMPLE_RATE_HZ, StreamResult, transcribe_stream
 
-GAP_S = 1.0
 KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
 
 
@@ -38,28 +38,10 @@ class RunStats:
         return self.max_buffered_s <= KEPT_UP_BUFFER_S
 
 
-@dataclass
-class Playlist:
-    audio: np.ndarray  # the clips back to back, 1 s of silence after each
-    reference: str
-    clip_ids: list[str]
-
-
-def _playlist(clips: list[Clip], pcms: list[np.ndarray], start: int, count: int) -> Playlist:
-    gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), np.float32)
-    parts, refs, ids = [], [], []
-    for k in range(count):
-        i = (start + k) % len(clips)
-        parts += [pcms[i], gap]
-        refs.append(clips[i].reference)
-        ids.append(clips[i].id)
-    return Playlist(np.concatenate(parts), " ".join(refs), ids)
-
-
-def _latencies(result: StreamResult, lead_s: float = 1.0) -> list[float]:
+def _latencies(result: StreamResult) -> list[float]:
     out = []
     for w in result.words:
-        end_s = (w.stop_s if w.stop_s is not None else w.start_s) + lead_s
+        end_s = w.stop_s if w.stop_s is not None else w.start_s
         frame = min(
             len(result.frame_sent_at) - 1, max(0, int(end_s * SAMPLE_RATE_HZ) // FRAME_SAMPLES)
         )
@@ -78,10 +60,7 @@ async def _run(
 
     psutil.cpu_percent(None)
     results = await asyncio.gather(
-        *(
-            transcribe_stream(url, p.audio, api_key=api_key, tail_silence_frames=100)
-            for p in playlists
-        )
+        *(transcribe_stream(url, p.audio, api_key=api_key) for p in playlists)
     )
     cpu = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)
     lat = [x for r in results for x in _latencies(r)]
@@ -113,7 +92,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
     clips = english_clips(args.eval_dir, max_duration_s=15.0)
     pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
     counts = [int(x) for x in args.streams.split(",") if x.strip()]
-    playlists = [_playlist(clips, pcms, i * args.clips, args.clips) for i in range(max(counts))]
+    playlists = make_playlists(clips, pcms, max(counts), args.clips)
     offline: dict[str, str] | None = None
     if not args.no_baseline:
         from parley.bench.offline import offline_transcripts

@@ -34,7 +34,7 @@ class TranscriptWord:
 class StreamResult:
     words: list[TranscriptWord] = field(default_factory=list)
     steps: int = 0
-    max_buffered_pcm: int = 0
+    max_buffered_pcm: int = 0  # while the audio itself was being sent (not the silence after)
     last_prs: list[float] = field(default_factory=list)
     frame_sent_at: list[float] = field(default_factory=list)  # monotonic time per frame sent
 
@@ -71,31 +71,37 @@ async def transcribe_stream(
     api_key: str = "public_token",
     realtime: bool = True,
     lead_silence_s: float = 1.0,
-    tail_silence_frames: int = 0,
+    tail_silence_s: int = 5,
+    after_marker_silence_s: int = 35,
 ) -> StreamResult:
-    """Streams audio like `stt_from_file_rust_server.py`: 1 s of silence, 1920-sample `Audio`
-    messages (paced in real time or not), a `Marker`, then silence until the marker returns."""
+    """Streams audio exactly as Kyutai's `stt_from_file_rust_server.py` does: one message of
+    1 s of silence, then 1920-sample `Audio` messages (paced in real time, or not), then
+    `tail_silence_s` one-second messages of silence, a `Marker`, and more silence until the
+    marker comes back."""
     result = StreamResult()
-    audio = np.concatenate([np.zeros(int(lead_silence_s * SAMPLE_RATE_HZ), np.float32), pcm_24k])
+    second = np.zeros(SAMPLE_RATE_HZ, np.float32)
     async with await connect(url, api_key) as ws:
         marker_seen = asyncio.Event()
+        audio_done = asyncio.Event()
 
         async def send() -> None:
+            if lead_silence_s:
+                await ws.send(audio_message(np.zeros(int(lead_silence_s * SAMPLE_RATE_HZ))))
             start = time.monotonic()
-            for i, off in enumerate(range(0, len(audio), FRAME_SAMPLES)):
-                if realtime:
-                    delay = start + i * FRAME_SAMPLES / SAMPLE_RATE_HZ - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                await ws.send(audio_message(audio[off : off + FRAME_SAMPLES]))
+            for off in range(0, len(pcm_24k), FRAME_SAMPLES):
+                await ws.send(audio_message(pcm_24k[off : off + FRAME_SAMPLES]))
                 result.frame_sent_at.append(time.monotonic())
+                if realtime:
+                    delay = start + (off + FRAME_SAMPLES) / SAMPLE_RATE_HZ - time.monotonic()
+                    await asyncio.sleep(max(delay, 0.001))
+            audio_done.set()  # the silence below is sent faster than real time, as Kyutai's does
+            for _ in range(tail_silence_s):
+                await ws.send(audio_message(second))
             await ws.send(marker_message(1))
-            silence = np.zeros(FRAME_SAMPLES, np.float32)
-            for _ in range(tail_silence_frames):
+            for _ in range(after_marker_silence_s):
                 if marker_seen.is_set():
                     break
-                await ws.send(audio_message(silence))
-                await asyncio.sleep(FRAME_SAMPLES / SAMPLE_RATE_HZ)
+                await ws.send(audio_message(second))
 
         sender = asyncio.create_task(send())
         try:
@@ -107,7 +113,8 @@ async def transcribe_stream(
                     result.words[-1].stop_s = msg.stop_time
                 elif isinstance(msg, asr.Step):
                     result.steps += 1
-                    result.max_buffered_pcm = max(result.max_buffered_pcm, msg.buffered_pcm)
+                    if not audio_done.is_set():
+                        result.max_buffered_pcm = max(result.max_buffered_pcm, msg.buffered_pcm)
                     result.last_prs = msg.prs
                 elif isinstance(msg, asr.Marker):
                     marker_seen.set()

@@ -36,6 +36,7 @@ from parley.server import metrics
 
 log = logging.getLogger(__name__)
 
+TRIM_MARGIN_S = 0.1  # audio kept before the first uncommitted word when trimming
 PREROLL_S = 0.3  # audio kept before the VAD fires, so a word's onset is not clipped
 SPEECH_TAIL_S = 0.25  # silence kept after the last speech frame in a decoded window
 PAUSE_HORIZONS_FRAMES = (2, 4, 6)  # Step.prs[k]: pause held for 0.16 / 0.32 / 0.48 s
@@ -71,7 +72,7 @@ class _Stream:
     silence_frames: int = 0
     pause_history: deque[float] = field(default_factory=lambda: deque(maxlen=8))
     decoded_upto16: int = 0  # window length at the last decode
-    speech_end16: int = 0  # window length after its last speech frame
+    speech_end16: int = 0  # window length after its last speech frame (0: none)
     final_wanted: bool = False
     in_flight: bool = False
     policy: LocalAgreement = field(default_factory=LocalAgreement)
@@ -82,6 +83,7 @@ class _Job:
     stream: _Stream
     snapshot16: int  # window length when the job was taken (what a final decode consumes)
     audio_end16: int  # how much of it is decoded
+    speech_end16: int  # where its last speech frame ends
     final: bool
     markers: list[int]
 
@@ -257,7 +259,14 @@ class WhisperStreamingBackend(Backend):
             # Trailing silence only invites hallucinated words: decode up to the last speech.
             audio_end16 = min(len(s.window), s.speech_end16 + int(SPEECH_TAIL_S * VAD_RATE_HZ))
             jobs.append(
-                _Job(s, len(s.window), audio_end16, final, list(s.markers_due) if final else [])
+                _Job(
+                    s,
+                    len(s.window),
+                    audio_end16,
+                    s.speech_end16,
+                    final,
+                    list(s.markers_due) if final else [],
+                )
             )
             s.in_flight = True
             s.decoded_upto16 = len(s.window)
@@ -270,7 +279,7 @@ class WhisperStreamingBackend(Backend):
             if jobs is None:
                 return
             requests = [
-                DecodeRequest(j.stream.window[: j.snapshot16], j.stream.policy.prompt())
+                DecodeRequest(j.stream.window[: j.audio_end16], j.stream.policy.prompt(), j.final)
                 for j in jobs
             ]
             start = time.perf_counter()
@@ -301,11 +310,23 @@ class WhisperStreamingBackend(Backend):
         if self._streams[s.slot.index] is not s:
             return  # the session left while its window was being decoded
         origin_s = s.window_start16 / VAD_RATE_HZ
-        hypothesis = [TimedWord(w.text, origin_s + w.start_s, origin_s + w.end_s) for w in words]
+        # Alignment stretches the last word over the silence after it; the VAD knows better.
+        speech_end_s = origin_s + job.speech_end16 / VAD_RATE_HZ
+        hypothesis = [
+            TimedWord(
+                w.text,
+                origin_s + w.start_s,
+                max(origin_s + w.start_s, min(origin_s + w.end_s, speech_end_s)),
+            )
+            for w in words
+        ]
         if job.final:
             committed = s.policy.finish(hypothesis)
             self._drop_window(s, job.snapshot16)
-            s.final_wanted = bool(s.markers_due[len(job.markers) :])
+            # Still wanted if a later marker waits, or an utterance ended during this decode.
+            s.final_wanted = bool(s.markers_due[len(job.markers) :]) or (
+                not s.in_speech and s.speech_end16 > 0
+            )
         else:
             committed = s.policy.update(hypothesis)
             self._trim_window(s, committed)
@@ -342,6 +363,9 @@ class WhisperStreamingBackend(Backend):
         long = len(s.window) > self.opts.trim_window_s * VAD_RATE_HZ
         if not (committed[-1].text.endswith((".", "?", "!")) or long):
             return
-        cut = int(committed[-1].end_s * VAD_RATE_HZ) - s.window_start16
+        cut_s = committed[-1].end_s
+        if s.policy.pending:  # an end time that overshoots would clip the next word's onset
+            cut_s = min(cut_s, s.policy.pending[0].start_s - TRIM_MARGIN_S)
+        cut = int(cut_s * VAD_RATE_HZ) - s.window_start16
         if 0 < cut < len(s.window):
             self._drop_window(s, cut)

@@ -55,6 +55,7 @@ class DecodedWord:
 class DecodeRequest:
     audio_16k: np.ndarray  # float32 mono at 16 kHz, at most 30 s
     prompt: str = ""  # recently committed text, for context
+    final: bool = False  # its words are committed whole: worth a wider beam
 
 
 @dataclass
@@ -69,6 +70,18 @@ class DecodeStats:
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / max(1, len(zlib.compress(data)))
+
+
+def has_repeated_phrase(text: str, min_words: int = 3) -> bool:
+    """A phrase of `min_words`+ words said twice in a row: the short-context decoder's loop
+    ("And so my fellow Americans. And so my fellow Americans."), which speech rarely does."""
+    words = ["".join(c for c in w.lower() if c.isalnum()) for w in text.split()]
+    n_words = len(words)
+    for n in range(min_words, n_words // 2 + 1):
+        for i in range(n_words - 2 * n + 1):
+            if words[i : i + n] == words[i + n : i + 2 * n]:
+                return True
+    return False
 
 
 def resolve_model_path(model: str) -> str:
@@ -98,6 +111,7 @@ class WhisperDecoder:
         cpu_threads: int = 2,
         language: str = "en",
         beam_size: int = 1,
+        final_beam_size: int = 1,
         short_context: bool = True,
     ) -> None:
         from faster_whisper import WhisperModel
@@ -113,6 +127,7 @@ class WhisperDecoder:
             language=language,
         )
         self.beam_size = beam_size
+        self.final_beam_size = final_beam_size
         self.short_context = short_context
         self.stats = DecodeStats()
         self._suppress = [-1, *self.tokenizer.non_speech_tokens]
@@ -157,11 +172,12 @@ class WhisperDecoder:
         t0 = time.perf_counter()
         results: list[list[DecodedWord] | None] = [None] * len(requests)
         # Windows of equal context length share one batched encoder+decoder call.
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, bool], list[int]] = {}
         for i, req in enumerate(requests):
-            groups.setdefault(self._context_frames(len(req.audio_16k)), []).append(i)
+            key = (self._context_frames(len(req.audio_16k)), req.final)
+            groups.setdefault(key, []).append(i)
         retry: list[int] = []
-        for context_frames, idxs in groups.items():
+        for (context_frames, _), idxs in groups.items():
             ok = self._decode_group([requests[i] for i in idxs], context_frames)
             for i, words in zip(idxs, ok, strict=True):
                 if words is None:
@@ -173,7 +189,8 @@ class WhisperDecoder:
             # The retry also drops the prompt: a prompt that ends mid-sentence can make the
             # decoder emit one word and stop.
             redo = self._decode_group(
-                [DecodeRequest(requests[i].audio_16k) for i in retry], FULL_CONTEXT_MEL_FRAMES
+                [DecodeRequest(requests[i].audio_16k, "", requests[i].final) for i in retry],
+                FULL_CONTEXT_MEL_FRAMES,
             )
             for i, words in zip(retry, redo, strict=True):
                 results[i] = words or []
@@ -208,7 +225,7 @@ class WhisperDecoder:
         generated = self.model.model.generate(
             encoder_output,
             prompts,
-            beam_size=self.beam_size,
+            beam_size=self.final_beam_size if requests[0].final else self.beam_size,
             max_length=max(len(p) for p in prompts) + max_new if not full else 448,
             return_scores=True,
             return_no_speech_prob=True,
@@ -226,7 +243,11 @@ class WhisperDecoder:
             )
             # CTranslate2's score is the length-normalised log-probability; count the EOT too.
             avg_logprob = res.scores[0] * len(tokens) / (len(tokens) + 1) if res.scores else 0.0
-            looping = compression_ratio(text) > MAX_COMPRESSION_RATIO or len(tokens) >= budget
+            looping = (
+                compression_ratio(text) > MAX_COMPRESSION_RATIO
+                or len(tokens) >= budget
+                or has_repeated_phrase(text)
+            )
             audio_s = len(req.audio_16k) / WHISPER_RATE_HZ
             # VAD windows hold mostly speech (~3 tokens/s); far less means text was skipped.
             sparse = audio_s >= SPARSE_CHECK_MIN_S and len(tokens) < MIN_TOKENS_PER_S * audio_s

