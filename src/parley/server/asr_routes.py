@@ -141,8 +141,6 @@ class AsrRoutes:
 
     # --- HTTP POST -------------------------------------------------------------------------
     async def post(self, request: Request) -> Response:
-        if not is_authorized(request, self.authorized_ids):
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
         size = int(request.headers.get("content-length") or 0)
         if size > MAX_POST_BYTES:
             return JSONResponse({"error": f"body over {MAX_POST_BYTES} bytes"}, status_code=413)
@@ -151,6 +149,10 @@ class AsrRoutes:
             body += chunk
             if len(body) > MAX_POST_BYTES:
                 return JSONResponse({"error": f"body over {MAX_POST_BYTES} bytes"}, status_code=413)
+        # Checked once the (bounded) body is read: answering before it makes clients that are
+        # still sending fail with a broken pipe instead of reading the 401.
+        if not is_authorized(request, self.authorized_ids):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
         try:
             pcm = await run_in_threadpool(decode_file, bytes(body), SAMPLE_RATE_HZ)
         except UndecodableAudio as exc:

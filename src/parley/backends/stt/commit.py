@@ -8,12 +8,10 @@ and on every word before it. At an utterance end (the VAD hears a pause) or a fl
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
 OVERLAP_TOLERANCE_S = 0.1  # word times jitter between decodes
-MAX_OVERLAP_WORDS = 5
 PROMPT_WORDS = 30
 _NON_WORD = re.compile(r"[^\w']+")
 
@@ -30,10 +28,9 @@ def _key(text: str) -> str:
 
 
 class LocalAgreement:
-    """Commit state of one stream. `in_window` holds the committed words that lie in the audio
-    window being re-decoded: a new transcript of that window should start with them, and the
-    words after them are the fresh part. Matching text first, time only as a fallback, because
-    DTW word times drift between decodes (end times at a window's edge especially)."""
+    """Commit state of one stream. `in_window` holds the committed words whose audio is still
+    in the window being re-decoded; the decoder gets them as a forced prefix, so every
+    hypothesis it returns holds only words after them."""
 
     def __init__(self) -> None:
         self.committed: list[TimedWord] = []
@@ -55,26 +52,15 @@ class LocalAgreement:
         if not self.in_window:
             self.pending = [w for w in self.pending if w.start_s >= window_start_s]
 
+    def window_text(self) -> tuple[str, float]:
+        """The committed words still in the window, and where the last one ends (stream s):
+        the decoder is given them as a forced prefix, so its transcript holds only new words."""
+        if not self.in_window:
+            return "", 0.0
+        return " ".join(w.text for w in self.in_window), self.in_window[-1].end_s
+
     def _fresh(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
-        """The part of a hypothesis not already committed."""
-        words = [w for w in hypothesis if _key(w.text)]
-        done = [_key(w.text) for w in self.in_window]
-        if not done:
-            return words
-        keys = [_key(w.text) for w in words]
-        if keys[: len(done)] == done:
-            return words[len(done) :]
-        # The decode re-worded committed audio: align the texts and continue after the
-        # hypothesis word matched to the last (or next-to-last) committed word.
-        matcher = difflib.SequenceMatcher(a=done, b=keys, autojunk=False)
-        last = None
-        for a, b, size in matcher.get_matching_blocks():
-            if size:
-                last = (a + size - 1, b + size - 1)
-        if last is not None and last[0] >= len(done) - 2 and abs(last[1] - last[0]) <= 3:
-            return words[last[1] + 1 + (len(done) - 1 - last[0]) :]
-        last_start = self.in_window[-1].start_s
-        return [w for w in words if w.start_s > last_start + OVERLAP_TOLERANCE_S]
+        return [w for w in hypothesis if _key(w.text)]
 
     def _commit(self, words: list[TimedWord]) -> list[TimedWord]:
         out = []

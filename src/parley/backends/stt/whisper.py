@@ -36,6 +36,7 @@ from parley.server import metrics
 
 log = logging.getLogger(__name__)
 
+CONTEXT_MAX_GAP_S = 2.0  # after this much silence, kept context is dropped too
 TRIM_MARGIN_S = 0.1  # audio kept before the first uncommitted word when trimming
 PREROLL_S = 0.3  # audio kept before the VAD fires, so a word's onset is not clipped
 SPEECH_TAIL_S = 0.25  # silence kept after the last speech frame in a decoded window
@@ -51,6 +52,7 @@ class WhisperOptions:
     max_window_s: float = 15.0
     trim_window_s: float = 8.0
     max_lag_s: float = 3.0
+    context_s: float = 3.0
 
 
 @dataclass
@@ -72,7 +74,8 @@ class _Stream:
     silence_frames: int = 0
     pause_history: deque[float] = field(default_factory=lambda: deque(maxlen=8))
     decoded_upto16: int = 0  # window length at the last decode
-    speech_end16: int = 0  # window length after its last speech frame (0: none)
+    speech_end16: int = 0  # window length after its last uncommitted speech frame (0: none)
+    context_end16: int = 0  # committed audio kept at the window's start, as decoder context
     final_wanted: bool = False
     in_flight: bool = False
     policy: LocalAgreement = field(default_factory=LocalAgreement)
@@ -86,6 +89,7 @@ class _Job:
     speech_end16: int  # where its last speech frame ends
     final: bool
     markers: list[int]
+    request: DecodeRequest
 
 
 class WhisperStreamingBackend(Backend):
@@ -222,7 +226,8 @@ class WhisperStreamingBackend(Backend):
         """A window whose speech was all trimmed away holds only silence: Whisper would
         hallucinate on it ("you", "Thank you."), so it is dropped, not decoded."""
         if len(s.window) and not s.in_flight and not s.in_speech and s.speech_end16 == 0:
-            self._drop_window(s, len(s.window))
+            if len(s.window) - s.context_end16 > CONTEXT_MAX_GAP_S * VAD_RATE_HZ:
+                self._drop_window(s, len(s.window))
 
     def _release_markers(self, s: _Stream) -> None:
         """Markers whose audio is processed ask for a final decode; with nothing left to
@@ -230,7 +235,7 @@ class WhisperStreamingBackend(Backend):
         while s.markers and s.markers[0][0] <= s.frames_done * FRAME_SAMPLES:
             s.markers_due.append(s.markers.popleft()[1])
             s.final_wanted = True
-        if s.in_flight or len(s.window):
+        if s.in_flight or s.in_speech or s.speech_end16:
             return
         s.final_wanted = False
         for marker_id in s.markers_due:
@@ -266,6 +271,7 @@ class WhisperStreamingBackend(Backend):
                     s.speech_end16,
                     final,
                     list(s.markers_due) if final else [],
+                    self._request(s, audio_end16, final),
                 )
             )
             s.in_flight = True
@@ -273,15 +279,17 @@ class WhisperStreamingBackend(Backend):
         self._busy = True
         self._jobs.put(jobs)
 
+    def _request(self, s: _Stream, audio_end16: int, final: bool) -> DecodeRequest:
+        prefix, prefix_end_s = s.policy.window_text()
+        prefix_s = max(0.0, prefix_end_s - s.window_start16 / VAD_RATE_HZ) if prefix else 0.0
+        return DecodeRequest(s.window[:audio_end16], s.policy.prompt(), final, prefix, prefix_s)
+
     def _decode_loop(self) -> None:
         while True:
             jobs = self._jobs.get()
             if jobs is None:
                 return
-            requests = [
-                DecodeRequest(j.stream.window[: j.audio_end16], j.stream.policy.prompt(), j.final)
-                for j in jobs
-            ]
+            requests = [j.request for j in jobs]
             start = time.perf_counter()
             retries = self.decoder.stats.full_context_retries
             try:
@@ -322,7 +330,7 @@ class WhisperStreamingBackend(Backend):
         ]
         if job.final:
             committed = s.policy.finish(hypothesis)
-            self._drop_window(s, job.snapshot16)
+            self._keep_context(s, job)
             # Still wanted if a later marker waits, or an utterance ended during this decode.
             s.final_wanted = bool(s.markers_due[len(job.markers) :]) or (
                 not s.in_speech and s.speech_end16 > 0
@@ -349,10 +357,33 @@ class WhisperStreamingBackend(Backend):
             s.slot.emit(Marker(marker_id))
         del s.markers_due[: len(job.markers)]
 
+    def _context_cut(self, s: _Stream, before_s: float, limit16: int) -> int:
+        """Where to cut the window so that about `context_s` of committed speech before
+        `before_s` stays, starting at a word; never past `limit16`."""
+        keep_from_s = before_s - self.opts.context_s
+        for w in s.policy.in_window:
+            if w.start_s >= keep_from_s:
+                return min(limit16, max(0, int(w.start_s * VAD_RATE_HZ) - s.window_start16))
+        return limit16
+
+    def _keep_context(self, s: _Stream, job: _Job) -> None:
+        """After a final decode, keeps the last `context_s` of its speech so that the next
+        utterance is decoded hearing what came before (short utterances alone, "ask not",
+        are where Whisper errs most). That audio's words stay committed: they are the
+        decoder's forced prefix."""
+        speech_end_s = (s.window_start16 + job.speech_end16) / VAD_RATE_HZ
+        cut = self._context_cut(s, speech_end_s, job.snapshot16)
+        self._drop_window(s, cut)
+        s.context_end16 = max(0, job.speech_end16 - cut)
+        if s.speech_end16 <= s.context_end16:
+            s.speech_end16 = 0  # no speech arrived after the decoded part
+        s.decoded_upto16 = len(s.window)
+
     def _drop_window(self, s: _Stream, samples16: int) -> None:
         s.window = s.window[samples16:]
         s.window_start16 += samples16
         s.speech_end16 = max(0, s.speech_end16 - samples16)
+        s.context_end16 = max(0, s.context_end16 - samples16)
         s.decoded_upto16 = max(0, s.decoded_upto16 - samples16)
         s.policy.window_moved(s.window_start16 / VAD_RATE_HZ)
 
@@ -366,6 +397,6 @@ class WhisperStreamingBackend(Backend):
         cut_s = committed[-1].end_s
         if s.policy.pending:  # an end time that overshoots would clip the next word's onset
             cut_s = min(cut_s, s.policy.pending[0].start_s - TRIM_MARGIN_S)
-        cut = int(cut_s * VAD_RATE_HZ) - s.window_start16
+        cut = self._context_cut(s, cut_s, int(cut_s * VAD_RATE_HZ) - s.window_start16)
         if 0 < cut < len(s.window):
             self._drop_window(s, cut)

@@ -54,8 +54,12 @@ class DecodedWord:
 @dataclass
 class DecodeRequest:
     audio_16k: np.ndarray  # float32 mono at 16 kHz, at most 30 s
-    prompt: str = ""  # recently committed text, for context
+    prompt: str = ""  # committed text before the window, for context
     final: bool = False  # its words are committed whole: worth a wider beam
+    # Committed text of the window's first `prefix_s` seconds: forced as the start of the
+    # transcript, so the decoder hears that audio as context and returns only what follows.
+    prefix: str = ""
+    prefix_s: float = 0.0
 
 
 @dataclass
@@ -189,7 +193,10 @@ class WhisperDecoder:
             # The retry also drops the prompt: a prompt that ends mid-sentence can make the
             # decoder emit one word and stop.
             redo = self._decode_group(
-                [DecodeRequest(requests[i].audio_16k, "", requests[i].final) for i in retry],
+                [
+                    DecodeRequest(r.audio_16k, "", r.final, r.prefix, r.prefix_s)
+                    for r in (requests[i] for i in retry)
+                ],
                 FULL_CONTEXT_MEL_FRAMES,
             )
             for i, words in zip(retry, redo, strict=True):
@@ -216,11 +223,17 @@ class WhisperDecoder:
         # every item the same number of previous-text tokens (the shortest one's).
         previous = [self._previous_tokens(r.prompt) for r in requests]
         shared = min(len(p) for p in previous)
-        prompts = [self._prompt_tokens(p[len(p) - shared :]) for p in previous]
+        prefixes = [
+            list(self.tokenizer.encode(" " + r.prefix.strip())) if r.prefix.strip() else []
+            for r in requests
+        ]
+        prompts = [
+            self._prompt_tokens(p[len(p) - shared :]) + prefix
+            for p, prefix in zip(previous, prefixes, strict=True)
+        ]
         full = context_frames >= FULL_CONTEXT_MEL_FRAMES
         max_new = max(
-            TOKENS_BUDGET_FLOOR + int(TOKENS_PER_SECOND_BUDGET * len(r.audio_16k) / WHISPER_RATE_HZ)
-            for r in requests
+            TOKENS_BUDGET_FLOOR + int(TOKENS_PER_SECOND_BUDGET * _new_audio_s(r)) for r in requests
         )
         generated = self.model.model.generate(
             encoder_output,
@@ -235,31 +248,28 @@ class WhisperDecoder:
         out: list[list[DecodedWord] | None] = []
         keep: list[tuple[int, list[int]]] = []
         for i, (req, res) in enumerate(zip(requests, generated, strict=True)):
+            # The result repeats the forced prefix; what follows it is new.
             tokens = [t for t in res.sequences_ids[0] if t < self.tokenizer.eot]
+            tokens = tokens[len(prefixes[i]) :]
             text = self.tokenizer.decode(tokens).strip()
-            budget = (
-                TOKENS_BUDGET_FLOOR
-                + TOKENS_PER_SECOND_BUDGET * len(req.audio_16k) / WHISPER_RATE_HZ
-            )
+            new_s = _new_audio_s(req)
+            budget = TOKENS_BUDGET_FLOOR + TOKENS_PER_SECOND_BUDGET * new_s
             # CTranslate2's score is the length-normalised log-probability; count the EOT too.
             avg_logprob = res.scores[0] * len(tokens) / (len(tokens) + 1) if res.scores else 0.0
             looping = (
                 compression_ratio(text) > MAX_COMPRESSION_RATIO
                 or len(tokens) >= budget
-                or has_repeated_phrase(text)
+                or has_repeated_phrase(req.prefix + " " + text)
             )
-            audio_s = len(req.audio_16k) / WHISPER_RATE_HZ
             # VAD windows hold mostly speech (~3 tokens/s); far less means text was skipped.
-            sparse = audio_s >= SPARSE_CHECK_MIN_S and len(tokens) < MIN_TOKENS_PER_S * audio_s
+            sparse = new_s >= SPARSE_CHECK_MIN_S and len(tokens) < MIN_TOKENS_PER_S * new_s
             if (looping or sparse) and not full:
                 out.append(None)
                 continue
             # Whisper's own silence rule, and a stricter one for short windows, where a breath
             # or a word's tail is often "transcribed" as an unsure "you" / "I suppose".
             unsure = avg_logprob < LOGPROB_THRESHOLD
-            silent = unsure and (
-                res.no_speech_prob > NO_SPEECH_THRESHOLD or audio_s < SHORT_WINDOW_S
-            )
+            silent = unsure and (res.no_speech_prob > NO_SPEECH_THRESHOLD or new_s < SHORT_WINDOW_S)
             if not tokens or silent or looping:
                 out.append([])
                 continue
@@ -270,16 +280,31 @@ class WhisperDecoder:
             # batched; items without text get a placeholder token and are ignored.
             token_lists = [[self.tokenizer.eot]] * len(requests)
             for i, tokens in keep:
-                token_lists[i] = tokens
+                token_lists[i] = prefixes[i] + tokens
             aligned = self.model.find_alignment(
                 self.tokenizer, token_lists, encoder_output, context_frames
             )
             for i, _ in keep:
                 audio_s = len(requests[i].audio_16k) / WHISPER_RATE_HZ
+                new_words = _after_prefix(aligned[i], len(prefixes[i]))
                 # Words aligned onto the silent padding are a hallucinated continuation.
-                inside = [w for w in aligned[i] if float(w["start"]) < audio_s - 0.02]
+                inside = [w for w in new_words if float(w["start"]) < audio_s - 0.02]
                 out[i] = _merge_words(inside, audio_s)
         return out
+
+
+def _new_audio_s(req: DecodeRequest) -> float:
+    return max(0.0, len(req.audio_16k) / WHISPER_RATE_HZ - req.prefix_s)
+
+
+def _after_prefix(words: list[dict[str, Any]], prefix_tokens: int) -> list[dict[str, Any]]:
+    """Drops the aligned words that spell the forced prefix (they are already committed)."""
+    seen = 0
+    for k, w in enumerate(words):
+        if seen >= prefix_tokens:
+            return words[k:]
+        seen += len(w["tokens"])
+    return []
 
 
 def _merge_words(aligned: list[dict[str, Any]], audio_s: float) -> list[DecodedWord]:
