@@ -16,7 +16,9 @@ def test_commits_only_what_two_decodes_agree_on() -> None:
     assert p.update(words("so my fellow")) == []
     got = p.update(words("so my fellow Americans ask"))
     assert [w.text for w in got] == ["so", "my", "fellow"]
-    got = p.update(words("so my fellow Americans, ask not"))
+    # The committed words are now the decoder's prefix: hypotheses hold only what follows.
+    assert p.window_text()[0] == "so my fellow"
+    got = p.update(words("Americans, ask not", start=1.2))
     assert [w.text for w in got] == ["Americans,", "ask"]
 
 
@@ -30,18 +32,16 @@ def test_finish_commits_the_rest_once() -> None:
     p = LocalAgreement()
     p.update(words("the earliest book"))
     p.update(words("the earliest book printed"))
-    final = p.finish(words("the earliest book printed with movable types"))
+    final = p.finish(words("printed with movable types", start=1.2))
     assert [w.text for w in final] == ["printed", "with", "movable", "types"]
-    assert p.finish(words("the earliest book printed with movable types")) == []
+    assert p.pending == []
+    assert p.window_text()[0] == "the earliest book printed with movable types"
 
 
-def test_reworded_prefix_still_finds_the_new_words() -> None:
+def test_punctuation_only_words_are_not_committed() -> None:
     p = LocalAgreement()
-    p.update(words("he was not an"))
-    p.update(words("he was not an ill"))
-    # The next decode spells a committed word differently; only new words come out.
-    got = p.finish(words("He was knot an ill disposed young man"))
-    assert [w.text for w in got] == ["ill", "disposed", "young", "man"]
+    got = p.finish([TimedWord("...", 0.0, 0.1), TimedWord("yes.", 0.1, 0.5)])
+    assert [w.text for w in got] == ["yes."]
 
 
 def test_times_never_go_backwards() -> None:

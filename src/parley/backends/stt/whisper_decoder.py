@@ -38,6 +38,7 @@ LOGPROB_THRESHOLD = -1.0
 PROMPT_MAX_TOKENS = 100
 SPARSE_CHECK_MIN_S = 2.0
 SHORT_WINDOW_S = 2.0
+DIGITAL_SILENCE = 1e-4  # peak amplitude below which a window is not decoded at all
 MIN_TOKENS_PER_S = 1.0
 
 
@@ -178,6 +179,9 @@ class WhisperDecoder:
         # Windows of equal context length share one batched encoder+decoder call.
         groups: dict[tuple[int, bool], list[int]] = {}
         for i, req in enumerate(requests):
+            if not req.audio_16k.size or float(np.abs(req.audio_16k).max()) < DIGITAL_SILENCE:
+                results[i] = []  # Whisper "hears" a "you" in pure silence
+                continue
             key = (self._context_frames(len(req.audio_16k)), req.final)
             groups.setdefault(key, []).append(i)
         retry: list[int] = []

