@@ -41,6 +41,7 @@ MODULE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "vad_threshold": ((int, float), 0.5),
         "max_window_s": ((int, float), 15.0),
         "max_lag_s": ((int, float), 3.0),
+        "context_s": ((int, float), 3.0),
         "post_timeout_s": ((int, float), 100.0),
     },
 }

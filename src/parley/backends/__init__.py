@@ -41,6 +41,7 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             vad_threshold=float(o["vad_threshold"]),
             max_window_s=float(o["max_window_s"]),
             max_lag_s=float(o["max_lag_s"]),
+            context_s=float(o["context_s"]),
         )
         facts = {
             "model": o["model"],
