@@ -109,7 +109,7 @@ class WhisperStreamingBackend(Backend):
         self._streams: list[_Stream | None] = [None] * batch_size
         self._jobs: queue.Queue[list[_Job] | None] = queue.Queue()
         self._done: deque[tuple[list[_Job], list[list[DecodedWord]]]] = deque()
-        self._busy = False
+        self._busy = False  # a batch is being decoded
         self._describe = describe or {}
         self._labels = {"module": name}
         self._worker = threading.Thread(
@@ -291,14 +291,11 @@ class WhisperStreamingBackend(Backend):
                 return
             requests = [j.request for j in jobs]
             start = time.perf_counter()
-            retries = self.decoder.stats.full_context_retries
             try:
-                results = self.decoder.decode(requests)
+                results, retries = self.decoder.decode_counting_retries(requests)
                 metrics.DECODE_DURATION.labels(**self._labels).observe(time.perf_counter() - start)
                 metrics.DECODE_BATCH.labels(**self._labels).observe(len(jobs))
-                metrics.DECODE_RETRIES.labels(**self._labels).inc(
-                    self.decoder.stats.full_context_retries - retries
-                )
+                metrics.DECODE_RETRIES.labels(**self._labels).inc(retries)
             except Exception:
                 log.exception("whisper decode failed; %d windows dropped", len(jobs))
                 results = [[] for _ in jobs]

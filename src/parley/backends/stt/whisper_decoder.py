@@ -15,6 +15,7 @@ faster. The price is that the decoder, seeing an unfamiliar context length, some
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +124,10 @@ class WhisperDecoder:
         from faster_whisper.tokenizer import Tokenizer
 
         self.model = WhisperModel(
-            model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            model_path,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
         )
         self.tokenizer = Tokenizer(
             self.model.hf_tokenizer,
@@ -135,6 +139,7 @@ class WhisperDecoder:
         self.final_beam_size = final_beam_size
         self.short_context = short_context
         self.stats = DecodeStats()
+        self._stats_lock = threading.Lock()
         self._suppress = [-1, *self.tokenizer.non_speech_tokens]
 
     def warmup(self) -> None:
@@ -170,8 +175,14 @@ class WhisperDecoder:
 
     def decode(self, requests: list[DecodeRequest]) -> list[list[DecodedWord]]:
         """Decodes each request's window; returns its words (empty for silence/noise)."""
+        return self.decode_counting_retries(requests)[0]
+
+    def decode_counting_retries(
+        self, requests: list[DecodeRequest]
+    ) -> tuple[list[list[DecodedWord]], int]:
+        """As `decode`, with how many windows had to be redone on the full 30 s context."""
         if not requests:
-            return []
+            return [], 0
         import time
 
         t0 = time.perf_counter()
@@ -193,7 +204,6 @@ class WhisperDecoder:
                 else:
                     results[i] = words
         if retry:
-            self.stats.full_context_retries += len(retry)
             # The retry also drops the prompt: a prompt that ends mid-sentence can make the
             # decoder emit one word and stop.
             redo = self._decode_group(
@@ -205,13 +215,15 @@ class WhisperDecoder:
             )
             for i, words in zip(retry, redo, strict=True):
                 results[i] = words or []
-        self.stats.decodes += len(requests)
-        self.stats.batches += 1
-        self.stats.per_batch_size[len(requests)] = (
-            self.stats.per_batch_size.get(len(requests), 0) + 1
-        )
-        self.stats.seconds += time.perf_counter() - t0
-        return [r or [] for r in results]
+        with self._stats_lock:
+            self.stats.full_context_retries += len(retry)
+            self.stats.decodes += len(requests)
+            self.stats.batches += 1
+            self.stats.per_batch_size[len(requests)] = (
+                self.stats.per_batch_size.get(len(requests), 0) + 1
+            )
+            self.stats.seconds += time.perf_counter() - t0
+        return [r or [] for r in results], len(retry)
 
     def _decode_group(
         self, requests: list[DecodeRequest], context_frames: int
