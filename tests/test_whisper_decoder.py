@@ -8,6 +8,7 @@ from parley.backends.stt.whisper_decoder import (
     DecodeRequest,
     WhisperDecoder,
     has_repeated_phrase,
+    repeats_prefix,
     resolve_model_path,
 )
 from parley.bench.wer import wer
@@ -35,6 +36,13 @@ def test_repeated_phrase_guard() -> None:
     assert has_repeated_phrase("And so my fellow Americans. And so my fellow Americans.")
     assert not has_repeated_phrase("words, words, words, words")
     assert not has_repeated_phrase(JFK)
+
+
+def test_repeated_prefix_guard() -> None:
+    prefix = "of the Netherlands by a similar process."
+    assert repeats_prefix(prefix, "The of the Netherlands by a similar process.")
+    assert not repeats_prefix(prefix, "produced the block books")
+    assert not repeats_prefix("", "anything at all here")
 
 
 def test_short_context_transcribes_like_full_context(decoder: WhisperDecoder, jfk_16k) -> None:  # type: ignore[no-untyped-def]

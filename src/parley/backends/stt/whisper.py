@@ -244,7 +244,7 @@ class WhisperStreamingBackend(Backend):
 
     # --- decode scheduling -----------------------------------------------------------------
     def _due(self, s: _Stream) -> bool:
-        if s.in_flight or not len(s.window):
+        if s.in_flight or not s.speech_end16:  # nothing but committed context and silence
             return False
         if s.final_wanted:
             return True

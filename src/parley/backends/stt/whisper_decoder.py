@@ -90,6 +90,18 @@ def has_repeated_phrase(text: str, min_words: int = 3) -> bool:
     return False
 
 
+def repeats_prefix(prefix: str, text: str, min_words: int = 4) -> bool:
+    """New text that re-says `min_words`+ words of the forced prefix (the last few seconds):
+    the decoder transcribing its context again rather than continuing after it."""
+
+    def norm(t: str) -> list[str]:
+        return ["".join(c for c in w.lower() if c.isalnum()) for w in t.split()]
+
+    before, after = norm(prefix), norm(text)
+    grams = {tuple(before[i : i + min_words]) for i in range(len(before) - min_words + 1)}
+    return any(tuple(after[i : i + min_words]) in grams for i in range(len(after) - min_words + 1))
+
+
 def resolve_model_path(model: str) -> str:
     """A CTranslate2 Whisper model: a directory, or `package:NAME` for a weights package."""
     if model.startswith("package:"):
@@ -276,6 +288,7 @@ class WhisperDecoder:
                 compression_ratio(text) > MAX_COMPRESSION_RATIO
                 or len(tokens) >= budget
                 or has_repeated_phrase(req.prefix + " " + text)
+                or repeats_prefix(req.prefix, text)
             )
             # VAD windows hold mostly speech (~3 tokens/s); far less means text was skipped.
             sparse = new_s >= SPARSE_CHECK_MIN_S and len(tokens) < MIN_TOKENS_PER_S * new_s
