@@ -4,7 +4,8 @@ Per slot, on the module's model thread, each 80 ms frame is resampled to 16 kHz 
 the Silero VAD. Speech (with a short pre-roll) goes into the slot's window; silence is skipped.
 A separate decode thread re-transcribes windows; the commit policy (LocalAgreement-2) turns
 consecutive transcripts into words sent once. At a pause (VAD) or a client `Marker` the window
-is decoded one last time, taken whole, and dropped.
+is decoded one last time and taken whole; its last `context_s` of speech stay in the window as
+context for the next utterance, their words given to the decoder as a forced prefix.
 
 Scheduling, because every decode has a fixed cost: whenever the decode thread is free it takes
 every slot that is due (a flush, or `decode_interval_s` of new speech) in one batched call, so
