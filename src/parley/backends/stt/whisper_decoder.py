@@ -293,6 +293,13 @@ class WhisperDecoder:
             # VAD windows hold mostly speech (~3 tokens/s); far less means text was skipped.
             sparse = new_s >= SPARSE_CHECK_MIN_S and len(tokens) < MIN_TOKENS_PER_S * new_s
             if (looping or sparse) and not full:
+                log.debug(
+                    "retry on 30 s (%s): %.1f s new audio, %d tokens: %r",
+                    "loop" if looping else "sparse",
+                    new_s,
+                    len(tokens),
+                    text[:80],
+                )
                 out.append(None)
                 continue
             # Whisper's own silence rule, and a stricter one for short windows, where a breath
