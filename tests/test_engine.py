@@ -145,7 +145,7 @@ def test_a_backend_fault_errors_its_sessions_and_the_module_lives_on() -> None:
 
 
 def test_slow_steps_are_counted_late() -> None:
-    from parley.server import metrics
+    from parley import metrics
 
     module = make(FakeEchoBackend(delay_s=0.12), batch=1)
     late = metrics.LATE_STEPS.labels(module="fake")

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from parley import metrics
 from parley.engine.backend import FRAME_MS, Backend
 from parley.engine.slots import Slot
-from parley.server import metrics
 
 log = logging.getLogger(__name__)
 

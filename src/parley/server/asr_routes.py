@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from parley import metrics
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.engine.module import Module, NoFreeSlot
 from parley.protocol import asr
 from parley.protocol.common import MAX_MESSAGE_BYTES, ErrorMessage, ProtocolError
-from parley.server import metrics
 from parley.server.auth import is_authorized
 
 log = logging.getLogger(__name__)

@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from parley import metrics
 from parley.backends.stt.commit import LocalAgreement, TimedWord
 from parley.backends.stt.vad import VAD_RATE_HZ, StreamingVad, load_silero_session
 from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest, WhisperDecoder
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ, Backend
 from parley.engine.slots import Slot
 from parley.protocol.asr import Audio, EndWord, Marker, Ready, Step, Word
-from parley.server import metrics
 
 log = logging.getLogger(__name__)
 
