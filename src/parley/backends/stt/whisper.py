@@ -272,7 +272,7 @@ class WhisperStreamingBackend(Backend):
                     s.speech_end16,
                     final,
                     list(s.markers_due) if final else [],
-                    self._request(s, audio_end16, final),
+                    self._request(s, audio_end16),
                 )
             )
             s.in_flight = True
@@ -280,10 +280,12 @@ class WhisperStreamingBackend(Backend):
         self._busy = True
         self._jobs.put(jobs)
 
-    def _request(self, s: _Stream, audio_end16: int, final: bool) -> DecodeRequest:
+    def _request(self, s: _Stream, audio_end16: int) -> DecodeRequest:
         prefix, prefix_end_s = s.policy.window_text()
         prefix_s = max(0.0, prefix_end_s - s.window_start16 / VAD_RATE_HZ) if prefix else 0.0
-        return DecodeRequest(s.window[:audio_end16], s.policy.prompt(), final, prefix, prefix_s)
+        return DecodeRequest(
+            s.window[:audio_end16], s.policy.prompt(), prefix=prefix, prefix_s=prefix_s
+        )
 
     def _decode_loop(self) -> None:
         while True:

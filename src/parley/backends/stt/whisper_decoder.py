@@ -15,9 +15,8 @@ faster. The price is that the decoder, seeing an unfamiliar context length, some
 from __future__ import annotations
 
 import logging
-import threading
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +56,10 @@ class DecodedWord:
 class DecodeRequest:
     audio_16k: np.ndarray  # float32 mono at 16 kHz, at most 30 s
     prompt: str = ""  # committed text before the window, for context
-    final: bool = False  # its words are committed whole: worth a wider beam
     # Committed text of the window's first `prefix_s` seconds: forced as the start of the
     # transcript, so the decoder hears that audio as context and returns only what follows.
     prefix: str = ""
     prefix_s: float = 0.0
-
-
-@dataclass
-class DecodeStats:
-    decodes: int = 0
-    batches: int = 0
-    full_context_retries: int = 0
-    seconds: float = 0.0
-    per_batch_size: dict[int, int] = field(default_factory=dict)
 
 
 def compression_ratio(text: str) -> float:
@@ -78,10 +67,15 @@ def compression_ratio(text: str) -> float:
     return len(data) / max(1, len(zlib.compress(data)))
 
 
+def _word_keys(text: str) -> list[str]:
+    """Words lower-cased without punctuation, for comparing transcripts."""
+    return ["".join(c for c in w.lower() if c.isalnum()) for w in text.split()]
+
+
 def has_repeated_phrase(text: str, min_words: int = 3) -> bool:
     """A phrase of `min_words`+ words said twice in a row: the short-context decoder's loop
     ("And so my fellow Americans. And so my fellow Americans."), which speech rarely does."""
-    words = ["".join(c for c in w.lower() if c.isalnum()) for w in text.split()]
+    words = _word_keys(text)
     n_words = len(words)
     for n in range(min_words, n_words // 2 + 1):
         for i in range(n_words - 2 * n + 1):
@@ -93,11 +87,7 @@ def has_repeated_phrase(text: str, min_words: int = 3) -> bool:
 def repeats_prefix(prefix: str, text: str, min_words: int = 4) -> bool:
     """New text that re-says `min_words`+ words of the forced prefix (the last few seconds):
     the decoder transcribing its context again rather than continuing after it."""
-
-    def norm(t: str) -> list[str]:
-        return ["".join(c for c in w.lower() if c.isalnum()) for w in t.split()]
-
-    before, after = norm(prefix), norm(text)
+    before, after = _word_keys(prefix), _word_keys(text)
     grams = {tuple(before[i : i + min_words]) for i in range(len(before) - min_words + 1)}
     return any(tuple(after[i : i + min_words]) in grams for i in range(len(after) - min_words + 1))
 
@@ -129,7 +119,6 @@ class WhisperDecoder:
         cpu_threads: int = 2,
         language: str = "en",
         beam_size: int = 1,
-        final_beam_size: int = 1,
         short_context: bool = True,
     ) -> None:
         from faster_whisper import WhisperModel
@@ -148,10 +137,7 @@ class WhisperDecoder:
             language=language,
         )
         self.beam_size = beam_size
-        self.final_beam_size = final_beam_size
         self.short_context = short_context
-        self.stats = DecodeStats()
-        self._stats_lock = threading.Lock()
         self._suppress = [-1, *self.tokenizer.non_speech_tokens]
 
     def warmup(self) -> None:
@@ -195,20 +181,16 @@ class WhisperDecoder:
         """As `decode`, with how many windows had to be redone on the full 30 s context."""
         if not requests:
             return [], 0
-        import time
-
-        t0 = time.perf_counter()
         results: list[list[DecodedWord] | None] = [None] * len(requests)
         # Windows of equal context length share one batched encoder+decoder call.
-        groups: dict[tuple[int, bool], list[int]] = {}
+        groups: dict[int, list[int]] = {}
         for i, req in enumerate(requests):
             if not req.audio_16k.size or float(np.abs(req.audio_16k).max()) < DIGITAL_SILENCE:
                 results[i] = []  # Whisper "hears" a "you" in pure silence
                 continue
-            key = (self._context_frames(len(req.audio_16k)), req.final)
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(self._context_frames(len(req.audio_16k)), []).append(i)
         retry: list[int] = []
-        for (context_frames, _), idxs in groups.items():
+        for context_frames, idxs in groups.items():
             ok = self._decode_group([requests[i] for i in idxs], context_frames)
             for i, words in zip(idxs, ok, strict=True):
                 if words is None:
@@ -220,21 +202,13 @@ class WhisperDecoder:
             # decoder emit one word and stop.
             redo = self._decode_group(
                 [
-                    DecodeRequest(r.audio_16k, "", r.final, r.prefix, r.prefix_s)
+                    DecodeRequest(r.audio_16k, prefix=r.prefix, prefix_s=r.prefix_s)
                     for r in (requests[i] for i in retry)
                 ],
                 FULL_CONTEXT_MEL_FRAMES,
             )
             for i, words in zip(retry, redo, strict=True):
                 results[i] = words or []
-        with self._stats_lock:
-            self.stats.full_context_retries += len(retry)
-            self.stats.decodes += len(requests)
-            self.stats.batches += 1
-            self.stats.per_batch_size[len(requests)] = (
-                self.stats.per_batch_size.get(len(requests), 0) + 1
-            )
-            self.stats.seconds += time.perf_counter() - t0
         return [r or [] for r in results], len(retry)
 
     def _decode_group(
@@ -266,7 +240,7 @@ class WhisperDecoder:
         generated = self.model.model.generate(
             encoder_output,
             prompts,
-            beam_size=self.final_beam_size if requests[0].final else self.beam_size,
+            beam_size=self.beam_size,
             max_length=max(len(p) for p in prompts) + max_new if not full else 448,
             return_scores=True,
             return_no_speech_prob=True,
