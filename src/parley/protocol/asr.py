@@ -45,7 +45,8 @@ class Marker:
 ClientMessage = Audio | OggOpus | Marker
 
 
-def decode_client(data: bytes) -> ClientMessage:
+def decode_client(data: bytes) -> ClientMessage | None:
+    """A client message; None for one that is valid but means nothing here (`Init`)."""
     msg = unpack_map(data)
     kind = msg["type"]
     if kind == "Audio":
@@ -55,20 +56,8 @@ def decode_client(data: bytes) -> ClientMessage:
     if kind == "Marker":
         return Marker(integer(msg.get("id"), "id"))
     if kind == "Init":  # moshi's internal message; harmless from a client
-        raise _Ignored
-    raise ProtocolError(f"unknown message type {kind!r} (expected Audio, OggOpus or Marker)")
-
-
-class _Ignored(Exception):
-    pass
-
-
-def decode_client_or_none(data: bytes) -> ClientMessage | None:
-    """As decode_client, with messages that are valid but mean nothing here giving None."""
-    try:
-        return decode_client(data)
-    except _Ignored:
         return None
+    raise ProtocolError(f"unknown message type {kind!r} (expected Audio, OggOpus or Marker)")
 
 
 # --- server -> client ----------------------------------------------------------------------
@@ -149,7 +138,6 @@ __all__ = [
     "Step",
     "Word",
     "decode_client",
-    "decode_client_or_none",
     "decode_server",
     "encode_server",
 ]

@@ -20,6 +20,10 @@ class ProtocolError(ValueError):
     """Malformed input from a client; the message is safe to send back to it."""
 
 
+class MessageTooBig(ProtocolError):
+    """A message over MAX_MESSAGE_BYTES (WebSockets close these with 1009)."""
+
+
 @dataclass(frozen=True)
 class ErrorMessage:
     message: str
@@ -31,7 +35,7 @@ class ErrorMessage:
 def unpack_map(data: bytes) -> dict[str, Any]:
     """Decodes one msgpack map with a string `type`, or raises ProtocolError."""
     if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} limit")
+        raise MessageTooBig(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} limit")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types

@@ -17,7 +17,7 @@ from parley import metrics
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.engine.module import Module, NoFreeSlot
 from parley.protocol import asr
-from parley.protocol.common import MAX_MESSAGE_BYTES, ErrorMessage, ProtocolError
+from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError
 from parley.server.auth import is_authorized
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class AsrRoutes:
         receiver = asyncio.create_task(self._receive_loop(ws, session, closing), name="asr-recv")
         sender = asyncio.create_task(self._send_loop(ws, session), name="asr-send")
         try:
-            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
             if not closing.empty():
                 code, err = closing.get_nowait()
                 with contextlib.suppress(Exception):
@@ -91,18 +91,8 @@ class AsrRoutes:
             data = message.get("bytes")
             if data is None:
                 continue  # text frames are ignored, as moshi-server does
-            if len(data) > MAX_MESSAGE_BYTES:
-                closing.put_nowait(
-                    (
-                        CLOSE_TOO_BIG,
-                        self._error(
-                            "too_big", f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}"
-                        ),
-                    )
-                )
-                return
             try:
-                msg = asr.decode_client_or_none(data)
+                msg = asr.decode_client(data)
                 if isinstance(msg, asr.OggOpus):
                     if opus_reader is None:
                         import sphn
@@ -113,6 +103,9 @@ class AsrRoutes:
                     except Exception as exc:
                         raise ProtocolError(f"undecodable Ogg/Opus data: {exc}") from None
                     msg = asr.Audio(pcm) if pcm.size else None
+            except MessageTooBig as exc:
+                closing.put_nowait((CLOSE_TOO_BIG, self._error("too_big", str(exc))))
+                return
             except ProtocolError as exc:
                 closing.put_nowait((CLOSE_BAD_DATA, self._error("protocol", str(exc))))
                 return
