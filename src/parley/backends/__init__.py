@@ -50,4 +50,21 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             "compute_type": o["compute_type"],
         }
         return WhisperStreamingBackend(decoder, cfg.batch_size, opts, describe=facts, name=cfg.name)
+    if cfg.type == "PiperTts":
+        from parley.backends.tts.piper import PiperOptions, PiperTtsBackend
+        from parley.backends.tts.piper_voice import PiperSynth, resolve_voice
+
+        o = cfg.options
+        voices = {}
+        for name, spec in o["voices"].items():
+            model, config = resolve_voice(name, spec)
+            log.info("module %s: loading Piper voice %s from %s", cfg.name, name, model)
+            voices[name] = PiperSynth(name, model, config, cpu_threads=o["cpu_threads"])
+        options = PiperOptions(
+            default_voice=o["voice"],
+            first_phrase_words=o["first_phrase_words"],
+            max_phrase_words=o["max_phrase_words"],
+            max_phrase_chars=o["max_phrase_chars"],
+        )
+        return PiperTtsBackend(voices, cfg.batch_size, options, name=cfg.name)
     raise ValueError(f"unknown module type {cfg.type!r}")

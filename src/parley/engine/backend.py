@@ -31,6 +31,7 @@ class Backend(ABC):
     """One model, stepped for a fixed table of slots by one model thread."""
 
     kind: str = "backend"
+    metrics_prefix: str = "asr"  # engine metric names: moshi's `asr_*`, or `py_*` for TTS
     _waker: Callable[[], None] | None = None
 
     def set_waker(self, waker: Callable[[], None]) -> None:

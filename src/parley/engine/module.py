@@ -72,6 +72,7 @@ class Module:
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self._labels = {"module": info.name}
+        self.metrics = metrics.engine(backend.metrics_prefix)
         backend.set_waker(self._wake.set)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -106,7 +107,7 @@ class Module:
                     break
             else:
                 raise NoFreeSlot(self.info.name)
-        metrics.OPEN_CHANNELS.labels(**self._labels).inc()
+        self.metrics.open_channels.labels(**self._labels).inc()
         self._wake.set()
         log.info("module %s: channel %d took slot %d", self.info.name, slot.channel_id, i)
         return Session(self, slot, outbox)
@@ -128,7 +129,7 @@ class Module:
                 return
             self._slots[slot.index] = None
             slot.closed = True
-        metrics.OPEN_CHANNELS.labels(**self._labels).dec()
+        self.metrics.open_channels.labels(**self._labels).dec()
         self._wake.set()
         log.info("module %s: channel %d left slot %d", self.info.name, slot.channel_id, slot.index)
 
@@ -157,9 +158,9 @@ class Module:
             self.ready.set()
             return
         self.ready.set()
-        step_hist = metrics.STEP_DURATION.labels(**self._labels)
-        late = metrics.LATE_STEPS.labels(**self._labels)
-        steps = metrics.STEPS.labels(**self._labels)
+        step_hist = self.metrics.step_duration.labels(**self._labels)
+        late = self.metrics.late_steps.labels(**self._labels)
+        steps = self.metrics.steps.labels(**self._labels)
         deadline = time.monotonic()
         while not self._stop.is_set():
             live = self._sync_occupants()

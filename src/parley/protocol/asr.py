@@ -15,6 +15,7 @@ import numpy as np
 from parley.protocol.common import (
     ErrorMessage,
     ProtocolError,
+    Ready,
     byte_payload,
     float_array,
     integer,
@@ -61,12 +62,6 @@ def decode_client(data: bytes) -> ClientMessage | None:
 
 
 # --- server -> client ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Ready:
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "Ready"}
-
-
 @dataclass(frozen=True)
 class Word:
     text: str

@@ -32,12 +32,22 @@ class ErrorMessage:
         return {"type": "Error", "message": self.message}
 
 
+@dataclass(frozen=True)
+class Ready:
+    """Sent once a session's slot is live (both moshi protocols)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "Ready"}
+
+
 def unpack_map(data: bytes) -> dict[str, Any]:
     """Decodes one msgpack map with a string `type`, or raises ProtocolError."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageTooBig(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} limit")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except UnicodeDecodeError:
+        raise ProtocolError("message contains a string that is not valid UTF-8") from None
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"not a msgpack message: {type(exc).__name__}") from None
     if not isinstance(obj, dict):

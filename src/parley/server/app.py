@@ -20,8 +20,13 @@ from parley.backends import build_backend
 from parley.config import Config
 from parley.engine.module import Module, ModuleInfo
 from parley.server.asr_routes import AsrRoutes
+from parley.server.token_socket import TokenSocket
+from parley.server.tts_routes import TtsRoutes
 
 log = logging.getLogger(__name__)
+
+
+_PRIVATE_DETAILS = {"post_timeout_s", "token_socket_auth"}
 
 
 class ModuleStartError(RuntimeError):
@@ -32,7 +37,12 @@ def build_modules(config: Config) -> list[Module]:
     modules = []
     for mc in config.modules:
         backend = build_backend(mc)
-        details = {**backend.describe(), "post_timeout_s": mc.options.get("post_timeout_s", 100.0)}
+        details = {
+            **backend.describe(),
+            "post_timeout_s": mc.options.get("post_timeout_s", 100.0),
+            "token_socket_path": mc.options.get("token_socket_path", ""),
+            "token_socket_auth": mc.options.get("token_socket_auth", False),
+        }
         info = ModuleInfo(mc.name, mc.type, mc.path, mc.batch_size, details)
         modules.append(Module(info, backend))
     return modules
@@ -48,6 +58,16 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
             asr = AsrRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, asr.websocket))
             routes.append(Route(module.info.path, asr.post, methods=["POST"]))
+        elif module.info.kind == "PiperTts":
+            tts = TtsRoutes(module, ids)
+            routes.append(WebSocketRoute(module.info.path, tts.websocket))
+            routes.append(Route(module.info.path, tts.post_streaming, methods=["POST"]))
+            if not any(getattr(r, "path", None) == "/api/tts" for r in routes):
+                routes.append(Route("/api/tts", tts.post_tts, methods=["POST"]))
+            token_path = module.info.details.get("token_socket_path")
+            if token_path:
+                socket = TokenSocket(tts, bool(module.info.details.get("token_socket_auth")))
+                routes.append(WebSocketRoute(token_path, socket.websocket))
 
     async def modules_info(_: Request) -> Response:
         return JSONResponse(
@@ -58,7 +78,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
                     "path": m.info.path,
                     "used_slots": m.used_slots,
                     "total_slots": m.batch_size,
-                    **{k: v for k, v in m.info.details.items() if k != "post_timeout_s"},
+                    **{k: v for k, v in m.info.details.items() if k not in _PRIVATE_DETAILS},
                 }
                 for m in modules
             ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -13,12 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from parley import metrics
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.engine.module import Module, NoFreeSlot
 from parley.protocol import asr
 from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError
 from parley.server.auth import is_authorized
+from parley.server.duplex import run_duplex
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class AsrRoutes:
         self._labels = {"module": module.info.name}
 
     def _error(self, kind: str, message: str) -> ErrorMessage:
-        metrics.ERRORS.labels(kind=kind, **self._labels).inc()
+        self.module.metrics.errors.labels(kind=kind, **self._labels).inc()
         return ErrorMessage(message)
 
     # --- WebSocket -------------------------------------------------------------------------
@@ -48,7 +47,7 @@ class AsrRoutes:
             await ws.send_denial_response(Response("unauthorized\n", status_code=401))
             return
         await ws.accept()
-        metrics.CONNECTIONS.labels(**self._labels).inc()
+        self.module.metrics.connections.labels(**self._labels).inc()
         try:
             session = self.module.try_acquire()
         except NoFreeSlot:
@@ -57,22 +56,19 @@ class AsrRoutes:
             await ws.close(CLOSE_NORMAL)
             return
         closing: asyncio.Queue[tuple[int, ErrorMessage]] = asyncio.Queue(maxsize=1)
-        receiver = asyncio.create_task(self._receive_loop(ws, session, closing), name="asr-recv")
-        sender = asyncio.create_task(self._send_loop(ws, session), name="asr-send")
-        try:
-            await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-            if not closing.empty():
-                code, err = closing.get_nowait()
-                with contextlib.suppress(Exception):
-                    await ws.send_bytes(asr.encode_server(err))
-                    await ws.close(code)
-        finally:
-            session.close()  # frees the slot whatever happened
-            for task in (receiver, sender):
-                task.cancel()
-            await asyncio.gather(receiver, sender, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await ws.close(CLOSE_NORMAL)
+
+        async def report(error: tuple[int, ErrorMessage]) -> None:
+            await ws.send_bytes(asr.encode_server(error[1]))
+            await ws.close(error[0])
+
+        await run_duplex(
+            ws,
+            session,
+            self._receive_loop(ws, session, closing),
+            self._send_loop(ws, session),
+            closing,
+            report,
+        )
 
     async def _receive_loop(
         self, ws: WebSocket, session: Any, closing: asyncio.Queue[tuple[int, ErrorMessage]]

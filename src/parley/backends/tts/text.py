@@ -1,0 +1,165 @@
+"""Text arriving piece by piece -> phrases ready to synthesise.
+
+Clients send text in two shapes: whole words, one per message (moshi's TTS protocol), or LLM
+token pieces whose spaces carry the word boundaries (the `/ws/stream` token socket). Both land
+in one raw buffer; a word is complete once whitespace follows it (or the client ends a word or
+flushes). Complete words gather into the current phrase, which is released for synthesis when:
+
+- a word ends a sentence or a pause (`.!?,;:` and the CJK forms);
+- the phrase reaches its word or character limit (the first phrase of a stream is kept short,
+  so the first audio leaves early);
+- a `<break time="..."/>` tag arrives (the tag becomes silence after the phrase);
+- the client flushes or ends the stream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+SENTENCE_END = ".!?。！？"
+PAUSE = ",;:，、；："
+BOUNDARY = SENTENCE_END + PAUSE + "…"
+# CJK punctuation is not followed by a space; a space after it makes it a word boundary.
+_CJK_BOUNDARY = re.compile(r"([。！？，、；：])")
+_BREAK_TAG = re.compile(
+    r"<break\s+time\s*=\s*[\"']?\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*[\"']?\s*/?>", re.IGNORECASE
+)
+MAX_TAG_CHARS = 80
+MAX_BREAK_S = 10.0
+_DROPPED = str.maketrans({"–": None, "—": None, "(": None, ")": None, "’": "'", "‘": "'"})
+
+
+def normalize_word(word: str) -> list[str]:
+    """One raw word -> the words to speak (moshi's rules: quotes, dashes, parentheses, ':')."""
+    return word.translate(_DROPPED).replace(":", " ").split()
+
+
+def ends_phrase(word: str) -> bool:
+    return word.rstrip("\"'”)]*").endswith(tuple(BOUNDARY))
+
+
+@dataclass
+class Phrase:
+    """Words to synthesise together, then `pause_s` of silence."""
+
+    words: list[str] = field(default_factory=list)
+    pause_s: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+class PhraseBuffer:
+    def __init__(
+        self, first_phrase_words: int = 10, max_phrase_words: int = 24, max_phrase_chars: int = 200
+    ) -> None:
+        self.first_phrase_words = first_phrase_words
+        self.max_phrase_words = max_phrase_words
+        self.max_phrase_chars = max_phrase_chars
+        self._raw = ""
+        self._current = Phrase()
+        self._ready: list[Phrase] = []
+        self.phrases_released = 0
+
+    @property
+    def pending_chars(self) -> int:
+        """Text received but not yet released as a phrase."""
+        return len(self._raw) + len(self._current.text)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._raw.strip() or self._current.words or self._current.pause_s)
+
+    def add(self, text: str, end_word: bool = False) -> None:
+        """Appends raw text; `end_word` closes the word (one word per message protocols)."""
+        self._raw += _CJK_BOUNDARY.sub(r"\1 ", text)
+        if end_word:
+            self._raw += " "
+        self._parse(final=False)
+
+    def flush(self) -> None:
+        """Everything received so far becomes ready, the partial last word included."""
+        self._parse(final=True)
+        self._release()
+
+    def take_ready(self) -> list[Phrase]:
+        ready, self._ready = self._ready, []
+        return ready
+
+    # ---------------------------------------------------------------------------------------
+    def _parse(self, final: bool) -> None:
+        while self._raw:
+            stripped = self._raw.lstrip()
+            if not stripped:
+                self._raw = ""
+                return
+            if stripped.startswith("<"):
+                tag = _BREAK_TAG.match(stripped)
+                if tag is not None:
+                    value = float(tag.group(1))
+                    seconds = value / 1000 if (tag.group(2) or "s").lower() == "ms" else value
+                    self._current.pause_s += min(seconds, MAX_BREAK_S)
+                    self._release()
+                    self._raw = stripped[tag.end() :]
+                    continue
+                if not final and _could_become_tag(stripped):
+                    self._raw = stripped
+                    return  # wait for the rest of the tag
+            end = _word_end(stripped)
+            if end is None:  # the last word may still grow
+                if final:
+                    self._add_word(stripped)
+                    self._raw = ""
+                elif ends_phrase(stripped) and _letter_before_punctuation(stripped):
+                    # "Hello world" + "!" from a token stream: no space will follow soon.
+                    self._add_word(stripped)
+                    self._raw = ""
+                else:
+                    self._raw = stripped
+                return
+            self._add_word(stripped[:end])
+            self._raw = stripped[end:]
+
+    def _add_word(self, raw_word: str) -> None:
+        words = normalize_word(raw_word)
+        self._current.words.extend(words)
+        limit = self.first_phrase_words if self.phrases_released == 0 else self.max_phrase_words
+        if (
+            ends_phrase(raw_word)
+            or len(self._current.words) >= limit
+            or len(self._current.text) >= self.max_phrase_chars
+        ):
+            self._release()
+
+    def _release(self) -> None:
+        if self._current.words or self._current.pause_s:
+            self._ready.append(self._current)
+            self.phrases_released += 1
+        self._current = Phrase()
+
+
+def _word_end(text: str) -> int | None:
+    """Index of the whitespace ending the first word of `text`, or None if it is not ended.
+
+    A `<` inside a word starts a possible break tag, so the word ends there too."""
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            return i
+        if ch == "<" and i > 0:
+            return i
+    return None
+
+
+def _could_become_tag(text: str) -> bool:
+    """True while `text` may still be the start of a `<break .../>` tag."""
+    if len(text) > MAX_TAG_CHARS or ">" in text:
+        return False
+    lower = text.lower()
+    return lower.startswith("<break") or "<break".startswith(lower)
+
+
+def _letter_before_punctuation(word: str) -> bool:
+    core = word.rstrip("\"'”)]*" + BOUNDARY)
+    return bool(core) and core[-1].isalpha()

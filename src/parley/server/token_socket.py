@@ -1,0 +1,171 @@
+"""`/ws/stream`: seed 004's token-by-token TTS socket for LLM output.
+
+In: JSON text frames `{"token": str, "pitch_shift": semitones}` and `{"flush": true}`.
+Out: first one JSON text frame announcing the audio (`{"type": "ready", "sample_rate": ...}`),
+then binary frames of raw float32 little-endian mono PCM at `?sample_rate=` (default 24000),
+one per 80 ms frame; `{"error": str}` then close on bad input. Synthesis starts at a sentence
+end, a pause, past 200 buffered characters, or on flush (the backend's phrase rules). Tokens
+are pieces of text: spaces inside them carry the word boundaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from parley.backends.tts.piper import (
+    MAX_PITCH_SEMITONES,
+    Configure,
+    Flush,
+    SpeakText,
+    StreamEnd,
+)
+from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ
+from parley.engine.module import NoFreeSlot, Session
+from parley.protocol import tts
+from parley.protocol.common import ErrorMessage, ProtocolError
+from parley.server.auth import is_authorized
+from parley.server.duplex import run_duplex
+from parley.server.tts_routes import TtsRoutes
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATES_HZ = (8000, 16000, 22050, 24000, 44100, 48000)
+MAX_TOKEN_CHARS = 16 * 1024
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+
+
+class TokenSocket:
+    def __init__(self, tts_routes: TtsRoutes, require_auth: bool) -> None:
+        self.tts = tts_routes
+        self.require_auth = require_auth
+
+    async def websocket(self, ws: WebSocket) -> None:
+        if self.require_auth and not is_authorized(ws, self.tts.authorized_ids):
+            await ws.send_denial_response(Response("unauthorized\n", status_code=401))
+            return
+        await ws.accept()
+        self.tts.module.metrics.connections.labels(**self.tts.labels).inc()
+        try:
+            rate = _sample_rate(ws.query_params.get("sample_rate"))
+            voice = self.tts.check_voice(ws.query_params.get("voice"))
+            session = self.tts.module.try_acquire()
+        except ProtocolError as exc:
+            await _error(ws, str(exc))
+            return
+        except NoFreeSlot:
+            await _error(ws, "no free channels")
+            return
+        session.push(Configure(voice))
+        await ws.send_text(
+            json.dumps(
+                {
+                    "type": "ready",
+                    "sample_rate": rate,
+                    "encoding": "pcm_f32le",
+                    "channels": 1,
+                    "voice": voice,
+                }
+            )
+        )
+        errors: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+        await run_duplex(
+            ws,
+            session,
+            self._receive_loop(ws, session, errors),
+            self._send_loop(ws, session, rate, errors),
+            errors,
+            lambda message: _error(ws, message),
+        )
+
+    async def _receive_loop(
+        self, ws: WebSocket, session: Session, errors: asyncio.Queue[str]
+    ) -> None:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                item = parse_token_message(message.get("text"))
+            except ProtocolError as exc:
+                self.tts.count_error("protocol")
+                errors.put_nowait(str(exc))
+                return
+            session.push(item)
+
+    async def _send_loop(
+        self, ws: WebSocket, session: Session, rate: int, errors: asyncio.Queue[str]
+    ) -> None:
+        resampler: Any = None
+        if rate != OUTPUT_RATE_HZ:
+            import soxr
+
+            resampler = soxr.ResampleStream(OUTPUT_RATE_HZ, rate, 1, dtype="float32", quality="HQ")
+        while True:
+            msg = await session.receive()
+            if isinstance(msg, ErrorMessage):
+                errors.put_nowait(msg.message)
+                return
+            if isinstance(msg, StreamEnd):
+                return
+            if isinstance(msg, tts.Audio):
+                pcm = msg.pcm if resampler is None else resampler.resample_chunk(msg.pcm)
+                if len(pcm):
+                    await ws.send_bytes(np.asarray(pcm, dtype="<f4").tobytes())
+
+
+def _sample_rate(value: str | None) -> int:
+    if value is None:
+        return 24000
+    try:
+        rate = int(value)
+    except ValueError:
+        rate = -1
+    if rate not in SAMPLE_RATES_HZ:
+        raise ProtocolError(
+            f"sample_rate must be one of {', '.join(map(str, SAMPLE_RATES_HZ))}, got {value!r}"
+        )
+    return rate
+
+
+def parse_token_message(text: str | None) -> SpeakText | Flush:
+    """One client frame -> what the backend should do, or ProtocolError."""
+    if text is None:
+        raise ProtocolError('expected JSON text frames ({"token": ...} or {"flush": true})')
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError('expected a JSON object ({"token": ...} or {"flush": true})')
+    if obj.get("flush") is True:
+        return Flush()
+    if "token" not in obj:
+        raise ProtocolError('a message needs "token" (a string) or "flush": true')
+    token = obj["token"]
+    if not isinstance(token, str):
+        raise ProtocolError('"token" must be a string')
+    if len(token) > MAX_TOKEN_CHARS:
+        raise ProtocolError(f"token of {len(token)} characters exceeds {MAX_TOKEN_CHARS}")
+    pitch = obj.get("pitch_shift", 0)
+    if isinstance(pitch, bool) or not isinstance(pitch, int | float) or not math.isfinite(pitch):
+        raise ProtocolError('"pitch_shift" must be a number of semitones')
+    if abs(pitch) > MAX_PITCH_SEMITONES:
+        raise ProtocolError(
+            f'"pitch_shift" must be between -{MAX_PITCH_SEMITONES:g} and '
+            f"{MAX_PITCH_SEMITONES:g} semitones, got {pitch}"
+        )
+    return SpeakText(token, end_word=False, pitch_semitones=float(pitch))
+
+
+async def _error(ws: WebSocket, message: str) -> None:
+    await ws.send_text(json.dumps({"error": message}))
+    await ws.close(CLOSE_POLICY)

@@ -1,0 +1,337 @@
+"""`/api/tts_streaming` (moshi TTS WebSocket + streamed-WAV POST) and `/api/tts` (one-shot)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.websockets import WebSocket
+
+from parley.backends.tts.piper import (
+    Configure,
+    EndOfText,
+    PiperTtsBackend,
+    SpeakText,
+    StreamEnd,
+)
+from parley.engine.module import Module, NoFreeSlot, Session
+from parley.protocol import tts
+from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError, Ready
+from parley.server.auth import is_authorized
+from parley.server.duplex import run_duplex
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE_HZ = 24_000
+IDLE_TIMEOUT_S = 120.0  # no message at all before Eos for this long closes the stream
+MAX_POST_TEXT_CHARS = 100_000
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # raw formats: the error travels as the close reason
+CLOSE_TOO_BIG = 1009
+
+
+def wav_header(rate_hz: int, data_bytes: int = 0xFFFFFFFF) -> bytes:
+    """A 16-bit mono WAV header; 0xFFFFFFFF sizes mean "length unknown" (streamed)."""
+    riff = 0xFFFFFFFF if data_bytes == 0xFFFFFFFF else 36 + data_bytes
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate_hz, rate_hz * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
+def to_s16le(pcm: np.ndarray) -> bytes:
+    return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class TtsRoutes:
+    def __init__(self, module: Module, authorized_ids: set[str]) -> None:
+        self.module = module
+        self.authorized_ids = authorized_ids
+        backend = module.backend
+        assert isinstance(backend, PiperTtsBackend)
+        self.voices = backend.voices
+        self.default_voice = backend.options.default_voice
+        self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))
+        self.labels = {"module": module.info.name}
+
+    def count_error(self, kind: str) -> None:
+        self.module.metrics.errors.labels(kind=kind, **self.labels).inc()
+
+    def check_voice(self, voice: str | None) -> str:
+        """The voice name to use, or ProtocolError naming the known ones."""
+        if voice is None or voice == "":
+            return self.default_voice
+        if voice not in self.voices:
+            raise ProtocolError(
+                f"unknown voice {voice!r} (known: {', '.join(sorted(self.voices))})"
+            )
+        return voice
+
+    # --- WebSocket -------------------------------------------------------------------------
+    async def websocket(self, ws: WebSocket) -> None:
+        if not is_authorized(ws, self.authorized_ids):
+            await ws.send_denial_response(Response("unauthorized\n", status_code=401))
+            return
+        await ws.accept()
+        self.module.metrics.connections.labels(**self.labels).inc()
+        try:
+            fmt = tts.OutputFormat.parse(ws.query_params.get("format"))
+        except ProtocolError as exc:
+            self.count_error("protocol")
+            await ws.close(CLOSE_POLICY, reason=str(exc)[:120])
+            return
+        try:
+            voice = self.check_voice(ws.query_params.get("voice"))
+        except ProtocolError as exc:
+            self.count_error("unknown_voice")
+            await _send_error(ws, fmt, str(exc))
+            return
+        try:
+            session = self.module.try_acquire()
+        except NoFreeSlot:
+            self.count_error("no_free_channels")
+            await _send_error(ws, fmt, "no free channels")
+            return
+        session.push(Configure(voice))
+        encoder = _FrameEncoder(fmt)
+        if fmt.is_msgpack:
+            await ws.send_bytes(tts.encode_server(Ready()))
+        errors: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=1)
+
+        async def report(error: tuple[int, str]) -> None:
+            await _send_error(ws, fmt, error[1], error[0])
+
+        await run_duplex(
+            ws,
+            session,
+            self._receive_loop(ws, session, errors),
+            self._send_loop(ws, session, encoder),
+            errors,
+            report,
+        )
+
+    async def _receive_loop(
+        self, ws: WebSocket, session: Session, errors: asyncio.Queue[tuple[int, str]]
+    ) -> None:
+        ended = False
+        while True:
+            try:
+                message = await asyncio.wait_for(
+                    ws.receive(), timeout=None if ended else IDLE_TIMEOUT_S
+                )
+            except TimeoutError:
+                self.count_error("idle")
+                errors.put_nowait((CLOSE_NORMAL, f"no text for {IDLE_TIMEOUT_S:.0f} s"))
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                if message.get("text") is not None:
+                    msg: tts.ClientMessage = tts.decode_client_text(message["text"])
+                else:
+                    msg = tts.decode_client(message.get("bytes") or b"")
+                if ended:
+                    raise ProtocolError(f"{type(msg).__name__} message after Eos")
+            except MessageTooBig as exc:
+                self.count_error("too_big")
+                errors.put_nowait((CLOSE_TOO_BIG, str(exc)))
+                return
+            except ProtocolError as exc:
+                self.count_error("protocol")
+                errors.put_nowait((CLOSE_POLICY, str(exc)))
+                return
+            if isinstance(msg, tts.Text):
+                session.push(SpeakText(msg.text, end_word=True))
+            elif isinstance(msg, tts.Eos):
+                session.push(EndOfText())
+                ended = True
+            else:  # Voice embeddings
+                self.count_error("protocol")
+                errors.put_nowait(
+                    (
+                        CLOSE_POLICY,
+                        "Piper voices cannot use Voice embeddings; choose a voice with ?voice= "
+                        f"(known: {', '.join(sorted(self.voices))})",
+                    )
+                )
+                return
+
+    async def _send_loop(self, ws: WebSocket, session: Session, encoder: _FrameEncoder) -> None:
+        while True:
+            msg = await session.receive()
+            if isinstance(msg, StreamEnd):
+                await ws.close(CLOSE_NORMAL)
+                return
+            if isinstance(msg, ErrorMessage):
+                self.count_error("synthesis")
+                await _send_error(ws, encoder.fmt, msg.message)
+                return
+            data = encoder.encode(msg)
+            if data is not None:
+                await ws.send_bytes(data)
+
+    # --- HTTP ------------------------------------------------------------------------------
+    async def _read_json(self, request: Request) -> dict[str, Any] | Response:
+        if not is_authorized(request, self.authorized_ids):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        body = await request.body()
+        if len(body) > 4 * MAX_POST_TEXT_CHARS:
+            return JSONResponse({"error": "request body too large"}, status_code=413)
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        if not isinstance(data, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        return data
+
+    async def open_speech(
+        self, text: str, voice: str | None, length_scale: float = 1.0
+    ) -> tuple[Session, str]:
+        """A session speaking `text` (whole words); ProtocolError or NoFreeSlot if not."""
+        name = self.check_voice(voice)
+        if len(text) > MAX_POST_TEXT_CHARS:
+            raise ProtocolError(f"text over {MAX_POST_TEXT_CHARS} characters")
+        session = await self.module.acquire(self.post_timeout_s)
+        session.push(Configure(name, length_scale=length_scale))
+        for word in text.split():
+            session.push(SpeakText(word, end_word=True))
+        session.push(EndOfText())
+        return session, name
+
+    async def post_streaming(self, request: Request) -> Response:
+        """`POST /api/tts_streaming {"text","voice"}` -> WAV streamed as it is synthesised."""
+        data = await self._read_json(request)
+        if isinstance(data, Response):
+            return data
+        text, voice = data.get("text"), data.get("voice")
+        if not isinstance(text, str) or not (voice is None or isinstance(voice, str)):
+            return JSONResponse({"error": "'text' (and 'voice') must be strings"}, 400)
+        try:
+            session, _ = await self.open_speech(text, voice)
+        except ProtocolError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except NoFreeSlot:
+            self.count_error("no_free_channels")
+            return JSONResponse({"error": "no free channels"}, status_code=503)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield wav_header(SAMPLE_RATE_HZ)
+            try:
+                async for msg in speech_messages(session):
+                    if isinstance(msg, tts.Audio):
+                        yield to_s16le(msg.pcm)
+            except SynthesisFailed:  # headers are out; a short WAV is all we can do
+                log.warning("synthesis failed during a streamed WAV")
+            finally:
+                session.close()
+
+        return StreamingResponse(body(), media_type="audio/wav")
+
+    async def post_tts(self, request: Request) -> Response:
+        """`POST /api/tts {"text":[...],"voice","return_timestamps"}` -> WAV or JSON."""
+        data = await self._read_json(request)
+        if isinstance(data, Response):
+            return data
+        raw = data.get("text")
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+            return JSONResponse({"error": "'text' must be a list of strings"}, status_code=400)
+        voice = data.get("voice")
+        if not (voice is None or isinstance(voice, str)):
+            return JSONResponse({"error": "'voice' must be a string"}, status_code=400)
+        stamps = data.get("return_timestamps", False)
+        if not isinstance(stamps, bool):
+            return JSONResponse({"error": "'return_timestamps' must be a boolean"}, 400)
+        try:
+            session, _ = await self.open_speech(" ".join(raw), voice)
+        except ProtocolError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except NoFreeSlot:
+            self.count_error("no_free_channels")
+            return JSONResponse({"error": "no free channels"}, status_code=503)
+        pcm: list[np.ndarray] = []
+        words: list[dict[str, Any]] = []
+        try:
+            async for msg in speech_messages(session):
+                if isinstance(msg, tts.Audio):
+                    pcm.append(msg.pcm)
+                elif isinstance(msg, tts.WordTimes):
+                    words.append({"text": msg.text, "start_s": msg.start_s, "stop_s": msg.stop_s})
+        except SynthesisFailed as exc:
+            return JSONResponse({"error": str(exc)}, status_code=500)
+        finally:
+            session.close()
+        audio = to_s16le(np.concatenate(pcm)) if pcm else b""
+        wav = wav_header(SAMPLE_RATE_HZ, len(audio)) + audio
+        if stamps:
+            return JSONResponse({"wav": base64.b64encode(wav).decode("ascii"), "transcript": words})
+        return Response(wav, media_type="audio/wav")
+
+
+class SynthesisFailed(RuntimeError):
+    pass
+
+
+async def speech_messages(session: Session) -> AsyncIterator[Any]:
+    """A session's Audio and WordTimes until its StreamEnd; SynthesisFailed on an Error."""
+    while True:
+        msg = await session.receive()
+        if isinstance(msg, StreamEnd):
+            return
+        if isinstance(msg, ErrorMessage):
+            raise SynthesisFailed(msg.message)
+        yield msg
+
+
+class _FrameEncoder:
+    """Backend messages -> WebSocket payloads in the session's format."""
+
+    def __init__(self, fmt: tts.OutputFormat) -> None:
+        self.fmt = fmt
+        self._opus: Any = None
+        if fmt.is_opus:
+            import sphn
+
+            self._opus = sphn.OpusStreamWriter(SAMPLE_RATE_HZ)
+
+    def encode(self, msg: Any) -> bytes | None:
+        if isinstance(msg, tts.WordTimes):
+            return tts.encode_server(msg) if self.fmt.is_msgpack else None
+        if not isinstance(msg, tts.Audio):
+            return None
+        if self.fmt is tts.OutputFormat.PCM:
+            return msg.pcm.astype("<f4").tobytes()
+        if self.fmt is tts.OutputFormat.PCM_MSGPACK:
+            return tts.encode_server(msg)
+        pages = bytes(self._opus.append_pcm(msg.pcm.astype(np.float32)))
+        if not pages:
+            return None
+        if self.fmt is tts.OutputFormat.OGG_OPUS:
+            return pages
+        return tts.encode_server(tts.OggOpus(pages))
+
+
+async def _send_error(
+    ws: WebSocket, fmt: tts.OutputFormat, message: str, code: int = CLOSE_NORMAL
+) -> None:
+    """msgpack formats get an `Error` message, then a normal close (clients such as Kyutai's
+    read until the socket closes); raw formats get the text as the close reason."""
+    if fmt.is_msgpack:
+        await ws.send_bytes(tts.encode_server(ErrorMessage(message)))
+        await ws.close(CLOSE_NORMAL)
+    else:
+        await ws.close(CLOSE_POLICY if code == CLOSE_NORMAL else code, reason=message[:120])

@@ -1,0 +1,112 @@
+"""Phrase building from words and token pieces; word-to-phoneme-group alignment."""
+
+from __future__ import annotations
+
+from parley.backends.tts.piper_voice import assign_words
+from parley.backends.tts.text import Phrase, PhraseBuffer, normalize_word
+
+
+def feed_words(buf: PhraseBuffer, text: str) -> list[Phrase]:
+    out = []
+    for w in text.split():
+        buf.add(w, end_word=True)
+        out += buf.take_ready()
+    return out
+
+
+def test_phrases_end_at_sentence_and_pause_punctuation() -> None:
+    buf = PhraseBuffer()
+    got = feed_words(buf, "Hello there, my friend. How are you? Fine; thanks: bye")
+    assert [p.words for p in got] == [
+        ["Hello", "there,"],
+        ["my", "friend."],
+        ["How", "are", "you?"],
+        ["Fine;"],
+        ["thanks"],  # ':' is a pause, and is spoken as a space
+    ]
+    assert buf.has_pending
+    buf.flush()
+    assert [p.words for p in buf.take_ready()] == [["bye"]]
+
+
+def test_first_phrase_is_short_later_ones_longer() -> None:
+    buf = PhraseBuffer(first_phrase_words=3, max_phrase_words=5)
+    got = feed_words(buf, "one two three four five six seven eight nine ten eleven")
+    assert [len(p.words) for p in got] == [3, 5]
+
+
+def test_character_limit() -> None:
+    buf = PhraseBuffer(first_phrase_words=100, max_phrase_words=100, max_phrase_chars=50)
+    got = feed_words(buf, "abcdefghij " * 10)
+    assert got and len(got[0].text) >= 50 and len(got[0].text) < 62
+
+
+def test_token_pieces_join_into_words() -> None:
+    buf = PhraseBuffer()
+    out = []
+    for t in ["Hel", "lo", " wor", "ld", "!", " How", " are", " you", "?", " fine"]:
+        buf.add(t)
+        out += buf.take_ready()
+    assert [p.words for p in out] == [["Hello", "world!"], ["How", "are", "you?"]]
+    buf.flush()
+    assert [p.words for p in buf.take_ready()] == [["fine"]]
+
+
+def test_break_tag_split_across_messages_becomes_silence() -> None:
+    buf = PhraseBuffer()
+    got = feed_words(buf, 'Wait for it <break time="0.5s"/> now <break time="250ms"/>')
+    assert got == [Phrase(["Wait", "for", "it"], 0.5), Phrase(["now"], 0.25)]
+
+
+def test_lone_angle_bracket_is_text() -> None:
+    buf = PhraseBuffer()
+    feed_words(buf, "a <b c")
+    buf.flush()
+    assert [p.words for p in buf.take_ready()] == [["a", "<b", "c"]]
+
+
+def test_cjk_punctuation_splits_phrases() -> None:
+    buf = PhraseBuffer()
+    buf.add("你好，世界。再见")
+    assert [p.words for p in buf.take_ready()] == [["你好，"], ["世界。"]]
+
+
+def test_normalisation() -> None:
+    assert normalize_word("it’s") == ["it's"]
+    assert normalize_word("(yes)") == ["yes"]
+    assert normalize_word("–") == []
+    assert normalize_word("10:30") == ["10", "30"]
+
+
+def _groups(sizes: list[int]) -> list[list[tuple[int, int]]]:
+    """Groups of phonemes, each phoneme 100 samples, groups separated by 50-sample spaces."""
+    out, pos = [], 0
+    for size in sizes:
+        out.append([(pos + 100 * k, 100) for k in range(size)])
+        pos += 100 * size + 50
+    return out
+
+
+def test_assign_words_one_group_each() -> None:
+    spans = assign_words([3, 2, 4], _groups([3, 2, 4]), [1, 1, 1])
+    assert spans == [(0, 300), (350, 550), (600, 1000)]
+
+
+def test_assign_words_fused_and_expanded_words() -> None:
+    # "paid 123 for the dog": 123 says three groups; "for the" is fused into one group.
+    weights = [4, 20, 3, 2, 3]
+    isolated = [1, 3, 1, 1, 1]
+    spans = assign_words(weights, _groups([4, 6, 6, 8, 4, 3]), isolated)
+    starts = [s for s, _ in spans]
+    assert starts == sorted(starts)
+    g = _groups([4, 6, 6, 8, 4, 3])
+    assert spans[1] == (g[1][0][0], g[3][-1][0] + 100)  # 123 -> groups 1..3
+    assert spans[2][0] == g[4][0][0] and spans[3][1] == g[4][-1][0] + 100  # split of group 4
+    assert spans[2][1] <= spans[3][0]
+    assert spans[4] == (g[5][0][0], g[5][-1][0] + 100)
+
+
+def test_assign_words_silent_word_is_a_point() -> None:
+    spans = assign_words([2, 0, 2], _groups([2, 2]), [1, 0, 1])
+    assert spans[1][0] == spans[1][1]
+    assert spans[0] == (0, 200) and spans[2] == (250, 450)
