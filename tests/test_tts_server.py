@@ -30,8 +30,8 @@ from tests.conftest import API_KEY, Server, start_server
 
 TTS_SLOTS = 4
 PARAGRAPHS = [
-    "The harbour was quiet in the early morning. A few fishing boats rocked gently at their "
-    "moorings, and a grey cat walked slowly along the wall, watching the gulls.",
+    "The harbor was quiet in the early morning. A few fishing boats rocked gently at their "
+    "moorings, and a gray cat walked slowly along the wall, watching the gulls.",
     "Please remember to water the plants on Tuesday. The ones by the kitchen window need more "
     "light than the others, so move them closer to the glass if the weather stays cloudy.",
     "Our train left the station ten minutes late, but the driver made up the time before we "
@@ -545,3 +545,26 @@ def test_unauthorized_socket(tts_server: Server) -> None:
 def test_server_error_raises_in_client(tts_server: Server) -> None:
     with pytest.raises(ServerError, match="unknown voice"):
         asyncio.run(speak(base(tts_server), ["hi"], voice="nobody"))
+
+
+def test_slow_reader_does_not_stall_others(tts_server: Server) -> None:
+    """A client that stops reading fills only its own queue; another stream finishes."""
+
+    async def run() -> SpeechResult:
+        async with websockets.connect(
+            f"{base(tts_server)}/api/tts_streaming?format=PcmMessagePack",
+            additional_headers={"kyutai-api-key": API_KEY},
+            max_queue=1,  # the client library stops reading from the socket almost at once
+        ) as stuck:
+            for w in (PARAGRAPHS[0] + " " + PARAGRAPHS[1]).split():
+                await stuck.send(text_msg(w))
+            await stuck.send(EOS)
+            result = await asyncio.wait_for(
+                speak(base(tts_server), PARAGRAPHS[2].split()), timeout=30
+            )
+            assert tts_slots_used(tts_server) >= 1  # the stuck one still holds its slot
+            return result
+
+    result = asyncio.run(run())
+    check_word_times(result, PARAGRAPHS[2].split())
+    wait_tts_free(tts_server)

@@ -15,7 +15,7 @@ def feed_words(buf: PhraseBuffer, text: str) -> list[Phrase]:
 
 
 def test_phrases_end_at_sentence_and_pause_punctuation() -> None:
-    buf = PhraseBuffer()
+    buf = PhraseBuffer(min_pause_words=1)
     got = feed_words(buf, "Hello there, my friend. How are you? Fine; thanks: bye")
     assert [p.words for p in got] == [
         ["Hello", "there,"],
@@ -27,6 +27,16 @@ def test_phrases_end_at_sentence_and_pause_punctuation() -> None:
     assert buf.has_pending
     buf.flush()
     assert [p.words for p in buf.take_ready()] == [["bye"]]
+
+
+def test_a_pause_needs_a_few_words_a_sentence_end_does_not() -> None:
+    buf = PhraseBuffer()  # min_pause_words = 3
+    got = feed_words(buf, "Well, that was fast. Yes. Then, after lunch, we left")
+    assert [p.words for p in got] == [
+        ["Well,", "that", "was", "fast."],
+        ["Yes."],
+        ["Then,", "after", "lunch,"],
+    ]
 
 
 def test_first_phrase_is_short_later_ones_longer() -> None:
@@ -67,8 +77,8 @@ def test_lone_angle_bracket_is_text() -> None:
 
 def test_cjk_punctuation_splits_phrases() -> None:
     buf = PhraseBuffer()
-    buf.add("你好，世界。再见")
-    assert [p.words for p in buf.take_ready()] == [["你好，"], ["世界。"]]
+    buf.add("你好，世界。再见。")
+    assert [p.words for p in buf.take_ready()] == [["你好，", "世界。"], ["再见。"]]
 
 
 def test_normalisation() -> None:

@@ -65,6 +65,7 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             first_phrase_words=o["first_phrase_words"],
             max_phrase_words=o["max_phrase_words"],
             max_phrase_chars=o["max_phrase_chars"],
+            workers=o["cpu_threads"],
         )
         return PiperTtsBackend(voices, cfg.batch_size, options, name=cfg.name)
     raise ValueError(f"unknown module type {cfg.type!r}")

@@ -42,6 +42,7 @@ class SpeechResult:
     started_at: float = 0.0  # monotonic: connection open
     first_word_sent_at: float | None = None
     last_word_sent_at: float | None = None
+    word_sent_at: list[float] = field(default_factory=list)  # monotonic, per word sent
     frame_received_at: list[float] = field(default_factory=list)
 
     @property
@@ -85,6 +86,7 @@ async def speak(
                     result.first_word_sent_at = now
                 result.last_word_sent_at = now
                 await ws.send(msgpack.packb({"type": "Text", "text": word}))
+                result.word_sent_at.append(time.monotonic())
                 if words_per_s:
                     await asyncio.sleep(1.0 / words_per_s)
             await ws.send(msgpack.packb({"type": "Eos"}))

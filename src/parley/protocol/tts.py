@@ -138,7 +138,7 @@ ServerMessage = Ready | Audio | OggOpus | WordTimes | ErrorMessage
 
 
 def encode_server(msg: ServerMessage) -> bytes:
-    return pack(msg.to_wire())
+    return pack(msg.to_wire(), single_float=isinstance(msg, Audio))
 
 
 def decode_server(data: bytes) -> ServerMessage:

@@ -64,7 +64,7 @@ class TokenSocket:
         except NoFreeSlot:
             await _error(ws, "no free channels")
             return
-        session.push(Configure(voice))
+        session.push(Configure(voice, min_pause_words=1))  # the seed synthesises at any pause
         await ws.send_text(
             json.dumps(
                 {

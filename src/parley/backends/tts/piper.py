@@ -1,12 +1,14 @@
 """Streaming Piper TTS for a table of slots: words in, 80 ms frames and word times out.
 
 Each slot gathers words into phrases (`text.PhraseBuffer`). Every tick the model thread takes
-the new input of every slot, then synthesises one ready phrase, chosen earliest-deadline-first:
-a stream that has no audio yet goes first (its listener is waiting for first audio), then the
-stream whose already-sent audio runs out soonest in real time. The phrase's audio is cut into
-1920-sample frames and sent at once, each word's `Text` just before the frame where it starts.
-While phrases wait, the step reports busy and the engine ticks again at once, so synthesis runs
-back to back; a stream far ahead of real time yields to the others.
+the new input of every slot and hands ready phrases to a small pool of synthesis workers (one
+single-threaded ONNX run per core: on a small CPU that gives more throughput than threads per
+phrase), choosing earliest-deadline-first: the stream whose listener runs out of audio soonest
+goes first, and a stream still waiting for its first audio counts as due shortly after its
+first phrase was ready. A stream has at most one phrase in synthesis, so its audio stays in
+order. Finished phrases are cut into 1920-sample frames and sent at once, each word's `Text`
+just before the frame where it starts. A stream about to run dry whose client is slow to send
+punctuation gets the words it has released early, rather than a gap.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from parley import metrics
-from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ, PiperSynth, WordTime
+from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ, PiperSynth, Synthesis, WordTime
 from parley.backends.tts.text import Phrase, PhraseBuffer
 from parley.engine.backend import FRAME_SAMPLES, Backend
 from parley.engine.slots import Slot
@@ -34,6 +37,11 @@ log = logging.getLogger(__name__)
 MAX_PENDING_CHARS = 256 * 1024  # text waiting for synthesis in one stream
 MIN_LENGTH_SCALE, MAX_LENGTH_SCALE = 0.25, 4.0
 MAX_PITCH_SEMITONES = 12.0
+FIRST_AUDIO_DUE_S = 0.3  # a new stream's first phrase is "due" this long after it is ready
+# Release waiting words early when a stream has less audio ahead than this (plus the time to
+# synthesise them, about 50 ms a word on one core).
+LOW_WATER_S = 0.4
+SYNTH_S_PER_WORD = 0.05
 
 
 # --- what sessions push --------------------------------------------------------------------
@@ -44,6 +52,7 @@ class Configure:
     voice: str
     length_scale: float = 1.0  # > 1 slower; speed = 1 / length_scale
     pitch_semitones: float = 0.0
+    min_pause_words: int = 3  # a pause (",;:") ends a phrase once it has this many words
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ class _Stream:
     ready_since: float | None = None
     ended: bool = False
     flushing: bool = False  # send the partial last frame once the queued phrases are out
+    in_flight: Future[tuple[Synthesis | None, float]] | None = None
     done: bool = False
     started: bool = False
 
@@ -94,8 +104,12 @@ class _Stream:
     def deadline(self) -> float:
         """When this stream's listener runs out of audio (earliest goes first)."""
         if self.first_audio_at is None:
-            return -1e9 + (self.ready_since or 0.0)
+            return (self.ready_since or 0.0) + FIRST_AUDIO_DUE_S
         return self.first_audio_at + self.sent_samples / OUTPUT_RATE_HZ
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.phrases) or self.in_flight is not None
 
 
 @dataclass
@@ -104,6 +118,7 @@ class PiperOptions:
     first_phrase_words: int = 10
     max_phrase_words: int = 24
     max_phrase_chars: int = 200
+    workers: int = 2  # phrases synthesised at once (one core each)
 
 
 class PiperTtsBackend(Backend):
@@ -124,7 +139,7 @@ class PiperTtsBackend(Backend):
         self.batch_size = batch_size
         self._streams: list[_Stream | None] = [None] * batch_size
         self._labels = {"module": name}
-        self._pitch: Any = None
+        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix=f"piper-{name}")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -136,6 +151,9 @@ class PiperTtsBackend(Backend):
     def warmup(self) -> None:
         for synth in self.voices.values():
             synth.synthesize(["Hello", "there."])
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def attach(self, slot: Slot) -> None:
         self._streams[slot.index] = None  # created on the session's Configure
@@ -152,23 +170,43 @@ class PiperTtsBackend(Backend):
             if stream is not None and not stream.done:
                 live.append(stream)
         metrics.TTS_TOTAL_STEPS.labels(**self._labels).inc()
-        waiting = [s for s in live if s.phrases]
         for s in live:
-            if not s.phrases and s.started and not s.ended:
-                metrics.TTS_MISSING_WORDS_STEPS.labels(**self._labels).inc()
-            elif s.phrases:
+            if s.in_flight is not None and s.in_flight.done():
+                self._collect(s)
+        for s in live:
+            if s.done:
+                continue
+            if (
+                not s.busy
+                and s.first_audio_at is not None
+                and s.deadline() - now < LOW_WATER_S + SYNTH_S_PER_WORD * s.text.pending_words
+            ):
+                if s.text.release_words():
+                    s.phrases.extend((p, s.pitch_semitones) for p in s.text.take_ready())
+                    s.ready_since = now
+            if s.busy:
                 metrics.TTS_COULD_HAVE_RUN_STEPS.labels(**self._labels).inc()
+            elif s.started and not s.ended:
+                metrics.TTS_MISSING_WORDS_STEPS.labels(**self._labels).inc()
+        in_flight = sum(1 for s in live if s.in_flight is not None)
+        waiting = sorted(
+            (s for s in live if s.phrases and s.in_flight is None and not s.done),
+            key=lambda s: s.deadline(),
+        )
+        chosen = waiting[: max(0, self.options.workers - in_flight)]
+        for s in chosen:
+            self._submit(s, alone=in_flight == 0 and len(chosen) == 1)
         if waiting:
-            chosen = min(waiting, key=lambda s: s.deadline())
             metrics.TTS_ACTIVE_STEPS.labels(**self._labels).inc()
-            self._synthesize_next(chosen)
         for s in live:
-            if s.ended and not s.phrases and not s.done:
+            if s.done or s.busy:
+                continue
+            if s.ended:
                 self._finish(s)
-            elif s.flushing and not s.phrases and not s.done:
+            elif s.flushing:
                 self._send_frames(s, pad=True)
                 s.flushing = False
-        return any(s.phrases for s in live)
+        return False  # finished phrases wake the thread (see _submit)
 
     def _take_inputs(self, slot: Slot, now: float) -> _Stream | None:
         stream = self._streams[slot.index]
@@ -196,7 +234,9 @@ class PiperTtsBackend(Backend):
         stream = _Stream(
             slot,
             synth,
-            PhraseBuffer(o.first_phrase_words, o.max_phrase_words, o.max_phrase_chars),
+            PhraseBuffer(
+                o.first_phrase_words, o.max_phrase_words, o.max_phrase_chars, cfg.min_pause_words
+            ),
             length_scale=cfg.length_scale,
             pitch_semitones=cfg.pitch_semitones,
         )
@@ -230,24 +270,38 @@ class PiperTtsBackend(Backend):
         s.phrases.clear()
 
     # --- synthesis -----------------------------------------------------------------------
-    def _synthesize_next(self, s: _Stream) -> None:
+    def _submit(self, s: _Stream, alone: bool) -> None:
         phrase, pitch = s.phrases.popleft()
-        s.ready_since = None
+        s.ready_since = None if not s.phrases else time.monotonic()
+        length_scale = s.length_scale
+
+        def work() -> tuple[Synthesis | None, float]:
+            if not phrase.words:
+                return None, phrase.pause_s
+            result = s.synth.synthesize(phrase.words, length_scale, alone=alone)
+            if pitch:
+                result.pcm = self._shift_pitch(result.pcm, pitch)
+            return result, phrase.pause_s
+
+        s.in_flight = self._pool.submit(work)
+        s.in_flight.add_done_callback(lambda _: self.wake())  # the model thread sends frames
+
+    def _collect(self, s: _Stream) -> None:
+        future, s.in_flight = s.in_flight, None
+        assert future is not None
         try:
-            if phrase.words:
-                result = s.synth.synthesize(phrase.words, s.length_scale)
-                pcm, words = result.pcm, result.words
-                metrics.TTS_PHRASE_DURATION.labels(**self._labels).observe(result.seconds)
-                if pitch:
-                    pcm = self._shift_pitch(pcm, pitch)
-            else:
-                pcm, words = np.zeros(0, np.float32), []
+            result, pause_s = future.result()
         except Exception as exc:  # one bad phrase must not stop the other streams
-            log.exception("phrase synthesis failed: %r", phrase.text)
+            log.exception("phrase synthesis failed")
             self._fail(s, f"synthesis failed: {exc}")
             return
-        if phrase.pause_s:
-            silence = np.zeros(round(phrase.pause_s * OUTPUT_RATE_HZ), np.float32)
+        if result is not None:
+            pcm, words = result.pcm, result.words
+            metrics.TTS_PHRASE_DURATION.labels(**self._labels).observe(result.seconds)
+        else:
+            pcm, words = np.zeros(0, np.float32), []
+        if pause_s:
+            silence = np.zeros(round(pause_s * OUTPUT_RATE_HZ), np.float32)
             pcm = np.concatenate([pcm, silence])
         metrics.TTS_AUDIO_SECONDS.labels(**self._labels).inc(len(pcm) / OUTPUT_RATE_HZ)
         offset_s = s.timeline_samples / OUTPUT_RATE_HZ

@@ -14,7 +14,6 @@ times always come from the model's per-phoneme durations.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +76,10 @@ def resolve_voice(name: str, spec: str) -> tuple[Path, Path]:
 
 class PiperSynth:
     def __init__(self, name: str, model: Path, config: Path, cpu_threads: int = 2) -> None:
+        """Two ONNX sessions of the voice: one using `cpu_threads` threads for a phrase
+        synthesised alone (lowest latency), one single-threaded for phrases synthesised side by
+        side from several threads (more throughput on a small CPU than threads per phrase).
+        Sessions are thread-safe, and piper-tts serialises its espeak-ng calls."""
         import onnx
         import onnxruntime
         from piper import PiperVoice
@@ -92,29 +95,40 @@ class PiperSynth:
                 add_alignment_output(graph)
             except ValueError as exc:  # already patched on disk, or an unusual graph
                 log.info("voice %s: alignment output not added: %s", name, exc)
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = cpu_threads
-            options.inter_op_num_threads = 1
-            session = onnxruntime.InferenceSession(
-                graph.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            sessions = {}
+            for threads in {1, cpu_threads}:
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                # Idle worker threads must not spin: another phrase may need the core.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                sessions[threads] = onnxruntime.InferenceSession(
+                    graph.SerializeToString(),
+                    sess_options=options,
+                    providers=["CPUExecutionProvider"],
+                )
             import json
 
             piper_config = PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
         except Exception as exc:
             raise VoiceLoadError(f"voice {name}: cannot load {model}: {exc}") from exc
-        self.voice = PiperVoice(session=session, config=piper_config)
+        self._voices = {t: PiperVoice(session=x, config=piper_config) for t, x in sessions.items()}
+        self.voice = self._voices[1]
+        self.cpu_threads = cpu_threads
         self.sample_rate_hz = piper_config.sample_rate
-        self.has_alignments = len(session.get_outputs()) > 1
+        self.has_alignments = len(sessions[1].get_outputs()) > 1
         if not self.has_alignments:
             raise VoiceLoadError(f"voice {name}: the model exposes no phoneme durations")
-        self._lock = threading.Lock()  # onnxruntime sessions are thread-safe; espeak is not
 
     def describe(self) -> dict[str, Any]:
         return {"model": str(self.model_path), "sample_rate_hz": self.sample_rate_hz}
 
-    def synthesize(self, words: list[str], length_scale: float = 1.0) -> Synthesis:
-        """Synthesises `words` as one phrase; word times are seconds from its first sample."""
+    def synthesize(
+        self, words: list[str], length_scale: float = 1.0, alone: bool = True
+    ) -> Synthesis:
+        """Synthesises `words` as one phrase; word times are seconds from its first sample.
+
+        `alone`: nothing else is being synthesised, so use all `cpu_threads`."""
         import time
 
         t0 = time.perf_counter()
@@ -125,13 +139,13 @@ class PiperSynth:
         chunks: list[np.ndarray] = []
         groups: list[list[tuple[int, int]]] = []  # phoneme units (start, samples) per group
         offset = 0
-        with self._lock:
-            for chunk in self.voice.synthesize(text, syn_config=syn, include_alignments=True):
-                audio = chunk.audio_float_array
-                chunks.append(audio)
-                groups.extend(_phoneme_groups(chunk.phoneme_alignments or [], offset))
-                offset += len(audio)
-            shapes = [self._word_shape(w) for w in words]
+        voice = self._voices[self.cpu_threads if alone else 1]
+        for chunk in voice.synthesize(text, syn_config=syn, include_alignments=True):
+            audio = chunk.audio_float_array
+            chunks.append(audio)
+            groups.extend(_phoneme_groups(chunk.phoneme_alignments or [], offset))
+            offset += len(audio)
+        shapes = [self._word_shape(w) for w in words]
         native = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         pcm = resample(native, self.sample_rate_hz, OUTPUT_RATE_HZ)
         spans = assign_words([s[0] for s in shapes], groups, [s[1] for s in shapes])

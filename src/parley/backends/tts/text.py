@@ -5,7 +5,8 @@ token pieces whose spaces carry the word boundaries (the `/ws/stream` token sock
 in one raw buffer; a word is complete once whitespace follows it (or the client ends a word or
 flushes). Complete words gather into the current phrase, which is released for synthesis when:
 
-- a word ends a sentence or a pause (`.!?,;:` and the CJK forms);
+- a word ends a sentence (`.!?` and CJK forms), or a pause (`,;:` and CJK forms) once the
+  phrase has a few words (a one-word phrase is too little audio to keep a listener busy);
 - the phrase reaches its word or character limit (the first phrase of a stream is kept short,
   so the first audio leaves early);
 - a `<break time="..."/>` tag arrives (the tag becomes silence after the phrase);
@@ -39,6 +40,10 @@ def ends_phrase(word: str) -> bool:
     return word.rstrip("\"'”)]*").endswith(tuple(BOUNDARY))
 
 
+def ends_sentence(word: str) -> bool:
+    return word.rstrip("\"'”)]*").endswith(tuple(SENTENCE_END + "…"))
+
+
 @dataclass
 class Phrase:
     """Words to synthesise together, then `pause_s` of silence."""
@@ -53,9 +58,14 @@ class Phrase:
 
 class PhraseBuffer:
     def __init__(
-        self, first_phrase_words: int = 10, max_phrase_words: int = 24, max_phrase_chars: int = 200
+        self,
+        first_phrase_words: int = 10,
+        max_phrase_words: int = 24,
+        max_phrase_chars: int = 200,
+        min_pause_words: int = 3,
     ) -> None:
         self.first_phrase_words = first_phrase_words
+        self.min_pause_words = min_pause_words  # "Well," alone is too little audio to start on
         self.max_phrase_words = max_phrase_words
         self.max_phrase_chars = max_phrase_chars
         self._raw = ""
@@ -67,6 +77,11 @@ class PhraseBuffer:
     def pending_chars(self) -> int:
         """Text received but not yet released as a phrase."""
         return len(self._raw) + len(self._current.text)
+
+    @property
+    def pending_words(self) -> int:
+        """Complete words waiting in the current phrase."""
+        return len(self._current.words)
 
     @property
     def has_pending(self) -> bool:
@@ -83,6 +98,14 @@ class PhraseBuffer:
         """Everything received so far becomes ready, the partial last word included."""
         self._parse(final=True)
         self._release()
+
+    def release_words(self) -> bool:
+        """Releases the complete words waiting as a phrase now (a listener is about to run out
+        of audio); the partial last word stays. True if a phrase was released."""
+        if not self._current.words:
+            return False
+        self._release()
+        return True
 
     def take_ready(self) -> list[Phrase]:
         ready, self._ready = self._ready, []
@@ -126,9 +149,11 @@ class PhraseBuffer:
         words = normalize_word(raw_word)
         self._current.words.extend(words)
         limit = self.first_phrase_words if self.phrases_released == 0 else self.max_phrase_words
+        n = len(self._current.words)
         if (
-            ends_phrase(raw_word)
-            or len(self._current.words) >= limit
+            ends_sentence(raw_word)
+            or (ends_phrase(raw_word) and n >= self.min_pause_words)
+            or n >= limit
             or len(self._current.text) >= self.max_phrase_chars
         ):
             self._release()
