@@ -150,7 +150,8 @@ class PiperTtsBackend(Backend):
 
     def warmup(self) -> None:
         for synth in self.voices.values():
-            synth.synthesize(["Hello", "there."])
+            synth.synthesize(["Hello", "there."], alone=True)
+            synth.synthesize(["Hello", "there."], alone=False)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

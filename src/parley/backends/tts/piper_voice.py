@@ -100,8 +100,9 @@ class PiperSynth:
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
-                # Idle worker threads must not spin: another phrase may need the core.
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                if threads == 1:
+                    # Its phrases run beside others: an idle thread must not spin on a core.
+                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 sessions[threads] = onnxruntime.InferenceSession(
                     graph.SerializeToString(),
                     sess_options=options,
