@@ -1,4 +1,4 @@
-"""The `parley` command: `serve` and `bench`."""
+"""The `parley` command: `serve`, `bench`, and the client commands `transcribe` and `speak`."""
 
 from __future__ import annotations
 
@@ -79,7 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     tts.add_argument("--words-per-s", type=float, default=20.0, help="text feed rate per stream")
     tts.add_argument("--eval-dir", default="../shared/eval", help="texts: the clip transcripts")
     tts.add_argument("--no-baseline", action="store_true", help="skip raw PiperVoice baseline")
+    tts.add_argument(
+        "--compare-openai",
+        action="store_true",
+        help="also compare first audio of /v1/audio/speech (pcm) with the moshi TTS socket",
+    )
     tts.set_defaults(func=_bench)
+    from parley.client.cli_commands import add_client_commands
+
+    add_client_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

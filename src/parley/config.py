@@ -62,6 +62,7 @@ MODULE_OPTIONS["PiperTts"] = {
     "max_phrase_chars": (int, 200),
     "token_socket_path": (str, "/ws/stream"),  # seed 004's socket; "" turns it off
     "token_socket_auth": (bool, False),  # seed 004's clients send no key
+    "voice_aliases": (dict, {}),  # other names for voices (OpenAI's "alloy", ...; Kyutai paths)
     "post_timeout_s": ((int, float), 100.0),
 }
 DEFAULT_PATHS = {"WhisperStreaming": "/api/asr-streaming", "PiperTts": "/api/tts_streaming"}
@@ -100,6 +101,13 @@ def _check_voices(prefix: str, options: dict[str, Any]) -> None:
     voices = {**EMBEDDED_VOICES, **options["voices"]}
     for name, spec in voices.items():
         _check(f"{prefix}.voices.{name}", spec, str)
+    for alias, target in options["voice_aliases"].items():
+        _check(f"{prefix}.voice_aliases.{alias}", target, str)
+        if target not in voices:
+            raise ConfigError(
+                f"{prefix}.voice_aliases.{alias}: {target!r} is not a configured voice "
+                f"(known: {', '.join(sorted(voices))})"
+            )
     if options["voice"] not in voices:
         raise ConfigError(
             f"{prefix}.voice: {options['voice']!r} is not a configured voice "

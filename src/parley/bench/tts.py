@@ -108,6 +108,51 @@ async def _run(
     return stats, cpu
 
 
+async def _openai_ttfb_s(http_url: str, api_key: str, text: str) -> float:
+    """Time from sending `POST /v1/audio/speech` (pcm, streamed) to its first audio byte."""
+    import httpx
+
+    body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}
+    async with httpx.AsyncClient(timeout=60) as client:
+        t0 = time.monotonic()
+        async with client.stream(
+            "POST",
+            f"{http_url}/v1/audio/speech",
+            json=body,
+            headers={"Authorization": f"Bearer {api_key}"},
+        ) as response:
+            response.raise_for_status()
+            ttfb = float("nan")
+            async for chunk in response.aiter_bytes():
+                if chunk and ttfb != ttfb:  # first non-empty chunk (nan != nan)
+                    ttfb = time.monotonic() - t0
+    return ttfb
+
+
+def compare_openai_ttfb(url: str, api_key: str, texts: list[list[str]], repeats: int) -> None:
+    """One stream at a time, whole text at once: first audio over the moshi socket (from
+    connecting) vs first byte of `/v1/audio/speech` (from sending), alternating."""
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    http_url = url.replace("ws://", "http://").replace("wss://", "https://")
+    socket_s: list[float] = []
+    openai_s: list[float] = []
+    for _ in range(repeats):
+        for words in texts:
+            r = asyncio.run(speak(url, words, api_key=api_key))
+            assert r.first_audio_at is not None
+            socket_s.append(r.first_audio_at - r.started_at)
+            openai_s.append(asyncio.run(_openai_ttfb_s(http_url, api_key, " ".join(words))))
+    sock, oai = float(np.median(socket_s)), float(np.median(openai_s))
+    print(
+        f"first audio, {len(socket_s)} requests each (text sent whole): moshi TTS socket "
+        f"p50 {sock * 1000:.0f} ms (p95 {np.percentile(socket_s, 95) * 1000:.0f}), "
+        f"/v1/audio/speech pcm p50 {oai * 1000:.0f} ms "
+        f"(p95 {np.percentile(openai_s, 95) * 1000:.0f}); ratio {oai / sock:.2f}"
+    )
+
+
 def run_tts_bench(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/")
     clips = english_clips(args.eval_dir)
@@ -121,6 +166,8 @@ def run_tts_bench(args: argparse.Namespace) -> int:
             "baseline: raw PiperVoice.synthesize (piper-tts defaults) to the first chunk of each "
             f"stream's first phrase, median of 3: {', '.join(f'{r * 1000:.0f}' for r in raw)} ms"
         )
+    if args.compare_openai:
+        compare_openai_ttfb(url, args.api_key, texts[:6], repeats=3)
     print(
         "x raw: median over streams of (that stream's TTFA / raw time of its first phrase)\n"
         f"{'streams':>7} {'TTFA p50':>9} {'p95':>7} {'x raw':>6} {'from 1st word p50':>18} "

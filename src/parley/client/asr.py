@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import msgpack
 import numpy as np
 import websockets
 
+from parley.client.connection import (
+    DEFAULT_API_KEY,
+    DEFAULT_URL,
+    SocketSession,
+    http_request_async,
+    http_url,
+    open_websocket,
+    ws_url,
+)
+from parley.client.errors import ServerError as ServerError  # re-exported: the older name
+from parley.client.errors import server_error
 from parley.protocol import asr
-from parley.protocol.common import ErrorMessage
+from parley.protocol.common import ErrorMessage, Ready
 
 FRAME_SAMPLES = 1920
 SAMPLE_RATE_HZ = 24_000
-
-
-class ServerError(RuntimeError):
-    """The server sent an `Error` message."""
+ASR_PATH = "/api/asr-streaming"
 
 
 @dataclass
@@ -120,7 +129,7 @@ async def transcribe_stream(
                     marker_seen.set()
                     break
                 elif isinstance(msg, ErrorMessage):
-                    raise ServerError(msg.message)
+                    raise server_error(msg.message)
         finally:
             await sender
     # Stream times include the lead silence; report them relative to the clip.
@@ -129,3 +138,245 @@ async def transcribe_stream(
         if w.stop_s is not None:
             w.stop_s -= lead_silence_s
     return result
+
+
+# --- the library API: an open stream, whole-audio helpers, the one-shot POST ----------------
+SttEvent = asr.Word | asr.EndWord | asr.Step | asr.Marker
+
+
+class SttStream(SocketSession):
+    """An open `/api/asr-streaming` session: send audio and markers, iterate what comes back.
+
+    Iterating yields `Word` (text, start_time), `EndWord` (stop_time), `Step` (one per 80 ms
+    frame; `prs[2]` is the end-of-turn probability) and `Marker` messages; an `Error` from the
+    server is raised (`NoFreeChannels` when every slot is taken). Times are seconds of stream.
+    """
+
+    def __init__(self, ws: websockets.ClientConnection, pending: list[SttEvent]) -> None:
+        self._ws = ws
+        self._pending = pending
+        self.samples_sent = 0
+        self.steps_received = 0
+
+    @classmethod
+    async def open(
+        cls, url: str = DEFAULT_URL, *, api_key: str = DEFAULT_API_KEY, path: str = ASR_PATH
+    ) -> SttStream:
+        """Connects and waits for the server's first message (`Ready` once the slot is live)."""
+        ws = await open_websocket(ws_url(url, path), api_key)
+        try:
+            raw = await ws.recv()
+            first = asr.decode_server(raw if isinstance(raw, bytes) else raw.encode())
+        except websockets.ConnectionClosed as exc:
+            raise ServerError(f"the server closed the stream at once ({exc})") from None
+        if isinstance(first, ErrorMessage):
+            await ws.close()
+            raise server_error(first.message)
+        return cls(ws, [] if isinstance(first, Ready) else [first])
+
+    async def send_audio(self, pcm_24k: np.ndarray) -> None:
+        """24 kHz mono float samples, any length."""
+        await self._ws.send(audio_message(pcm_24k))
+        self.samples_sent += len(pcm_24k)
+
+    async def send_marker(self, marker_id: int) -> None:
+        await self._ws.send(marker_message(marker_id))
+
+    def __aiter__(self) -> AsyncIterator[SttEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[SttEvent]:
+        while self._pending:
+            yield self._pending.pop(0)
+        try:
+            async for raw in self._ws:
+                if not isinstance(raw, bytes):
+                    continue
+                msg = asr.decode_server(raw)
+                if isinstance(msg, ErrorMessage):
+                    raise server_error(msg.message)
+                if isinstance(msg, Ready):
+                    continue
+                if isinstance(msg, asr.Step):
+                    self.steps_received += 1
+                yield msg
+        except websockets.ConnectionClosedError as exc:
+            raise ServerError(f"the connection was lost ({exc})") from None
+
+    async def words(self) -> AsyncIterator[TranscriptWord]:
+        """Completed words (with stop times), until the socket closes; other events dropped."""
+        word: TranscriptWord | None = None
+        async for msg in self:
+            if isinstance(msg, asr.Word):
+                word = TranscriptWord(msg.text, msg.start_time, None, time.monotonic())
+            elif isinstance(msg, asr.EndWord) and word is not None:
+                word.stop_s = msg.stop_time
+                yield word
+                word = None
+
+
+@dataclass
+class Transcript:
+    words: list[TranscriptWord] = field(default_factory=list)
+    duration_s: float = 0.0  # audio sent, not counting the flushing silence
+    end_of_turn_prs: list[float] = field(default_factory=list)  # the last Step.prs seen
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "duration_s": round(self.duration_s, 3),
+            "words": [
+                {"text": w.text, "start_s": round(w.start_s, 3), "stop_s": _round(w.stop_s)}
+                for w in self.words
+            ],
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+async def transcribe_chunks(
+    chunks: AsyncIterator[np.ndarray],
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    on_word: Callable[[TranscriptWord], None] | None = None,
+    max_ahead_s: float = 30.0,
+    flush_silence_s: float = 1.0,
+) -> Transcript:
+    """Streams 24 kHz chunks (a file, a microphone) and returns the transcript.
+
+    Sends as fast as the server takes it: at most `max_ahead_s` of audio beyond what its `Step`
+    messages say it has processed. At the end: `flush_silence_s` of silence and a `Marker`,
+    then a second of silence now and then until the marker comes back (moshi's models need
+    silence to flush their delay; Parley flushes at the marker)."""
+    transcript = Transcript()
+    async with await SttStream.open(url, api_key=api_key) as stream:
+        progress = asyncio.Condition()
+        marker_seen = asyncio.Event()
+
+        async def wait_for_room() -> None:
+            async with progress:
+                await progress.wait_for(
+                    lambda: (
+                        stream.samples_sent - stream.steps_received * FRAME_SAMPLES
+                        < max_ahead_s * SAMPLE_RATE_HZ
+                        or marker_seen.is_set()
+                    )
+                )
+
+        async def send() -> None:
+            async for chunk in chunks:
+                for off in range(0, len(chunk), FRAME_SAMPLES * 25):  # 2 s per message
+                    await wait_for_room()
+                    await stream.send_audio(chunk[off : off + FRAME_SAMPLES * 25])
+            transcript.duration_s = stream.samples_sent / SAMPLE_RATE_HZ
+            await stream.send_audio(np.zeros(int(flush_silence_s * SAMPLE_RATE_HZ), np.float32))
+            await stream.send_marker(1)
+            for _ in range(35):
+                try:
+                    await asyncio.wait_for(marker_seen.wait(), timeout=0.5)
+                    return
+                except TimeoutError:
+                    await stream.send_audio(np.zeros(SAMPLE_RATE_HZ, np.float32))
+
+        sender = asyncio.create_task(send())
+        try:
+            async for msg in stream:
+                if isinstance(msg, asr.Word):
+                    transcript.words.append(TranscriptWord(msg.text, msg.start_time))
+                    transcript.words[-1].received_at = time.monotonic()
+                elif isinstance(msg, asr.EndWord) and transcript.words:
+                    transcript.words[-1].stop_s = msg.stop_time
+                    if on_word:
+                        on_word(transcript.words[-1])
+                elif isinstance(msg, asr.Step):
+                    transcript.end_of_turn_prs = msg.prs
+                    async with progress:
+                        progress.notify_all()
+                elif isinstance(msg, asr.Marker):
+                    marker_seen.set()
+                    break
+                if sender.done() and sender.exception():
+                    break
+        finally:
+            marker_seen.set()
+            async with progress:
+                progress.notify_all()
+            if not sender.done():
+                sender.cancel()
+            try:
+                await sender
+            except asyncio.CancelledError:
+                pass
+    return transcript
+
+
+async def transcribe(
+    audio: np.ndarray | bytes,
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    on_word: Callable[[TranscriptWord], None] | None = None,
+) -> Transcript:
+    """Transcribes 24 kHz float samples, or an audio file's bytes (any format FFmpeg reads),
+    over the streaming socket."""
+    pcm = _as_pcm(audio)
+
+    async def one_chunk() -> AsyncIterator[np.ndarray]:
+        yield pcm
+
+    return await transcribe_chunks(one_chunk(), url=url, api_key=api_key, on_word=on_word)
+
+
+def transcribe_sync(
+    audio: np.ndarray | bytes,
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    on_word: Callable[[TranscriptWord], None] | None = None,
+) -> Transcript:
+    return asyncio.run(transcribe(audio, url=url, api_key=api_key, on_word=on_word))
+
+
+def _as_pcm(audio: np.ndarray | bytes) -> np.ndarray:
+    if isinstance(audio, bytes):
+        from parley.audio.decode import decode_file
+
+        return decode_file(audio, SAMPLE_RATE_HZ)
+    return np.asarray(audio, dtype=np.float32)
+
+
+async def transcribe_once(
+    audio_file: bytes,
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    timeout_s: float = 300.0,
+) -> list[TranscriptWord]:
+    """`POST /api/asr-streaming` with a whole audio file: the words with their times."""
+    body, _ = await http_request_async(
+        http_url(url, ASR_PATH), audio_file, api_key, "application/octet-stream", timeout_s
+    )
+    words: list[TranscriptWord] = []
+    for item in json.loads(body):
+        if item.get("type") == "Word":
+            words.append(TranscriptWord(str(item["text"]), float(item["start_time"])))
+        elif item.get("type") == "EndWord" and words:
+            words[-1].stop_s = float(item["stop_time"])
+    return words
+
+
+def transcribe_once_sync(
+    audio_file: bytes,
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    timeout_s: float = 300.0,
+) -> list[TranscriptWord]:
+    return asyncio.run(transcribe_once(audio_file, url=url, api_key=api_key, timeout_s=timeout_s))

@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import json
 import time
-from collections.abc import Iterable
+import wave
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -16,14 +20,21 @@ import msgpack
 import numpy as np
 import websockets
 
+from parley.client.connection import (
+    DEFAULT_API_KEY,
+    DEFAULT_URL,
+    SocketSession,
+    http_request_async,
+    http_url,
+    open_websocket,
+    ws_url,
+)
+from parley.client.errors import ServerError as ServerError  # re-exported: the older name
+from parley.client.errors import server_error
 from parley.protocol import tts
 from parley.protocol.common import ErrorMessage, Ready
 
 SAMPLE_RATE_HZ = 24_000
-
-
-class ServerError(RuntimeError):
-    """The server sent an `Error` message (or closed with an error reason)."""
 
 
 @dataclass
@@ -73,11 +84,7 @@ async def speak(
     """Streams `words` (paced at `words_per_s` if given) and collects what comes back."""
     result = SpeechResult(started_at=time.monotonic())
     opus = _OpusDecoder() if "OggOpus" in fmt else None
-    async with websockets.connect(
-        tts_url(base_url, voice, fmt),
-        additional_headers={"kyutai-api-key": api_key},
-        max_size=None,
-    ) as ws:
+    async with await open_websocket(tts_url(ws_url(base_url, ""), voice, fmt), api_key) as ws:
 
         async def send() -> None:
             for word in words:
@@ -118,11 +125,11 @@ async def speak(
                 elif isinstance(msg, tts.WordTimes):
                     result.words.append(SpokenWord(msg.text, msg.start_s, msg.stop_s))
                 elif isinstance(msg, ErrorMessage):
-                    raise ServerError(msg.message)
+                    raise server_error(msg.message)
         finally:
             sender.cancel()
         if ws.close_code not in (1000, None):
-            raise ServerError(f"closed with {ws.close_code}: {ws.close_reason}")
+            raise server_error(ws.close_reason or f"closed with {ws.close_code}")
     return result
 
 
@@ -136,3 +143,183 @@ class _OpusDecoder:
 
     def decode(self, pages: bytes) -> np.ndarray:
         return np.asarray(self._reader.append_bytes(pages), dtype=np.float32)
+
+
+# --- the library API: an open stream, whole-text helpers, the one-shot POST -----------------
+TTS_PATH = "/api/tts_streaming"
+
+
+class TtsStream(SocketSession):
+    """An open `/api/tts_streaming` session (format `PcmMessagePack`).
+
+    Send words as they come (`send`), then `end()`; iterating yields each 80 ms audio frame
+    (a float32 numpy array at 24 kHz) and a `SpokenWord` before the frame its word starts in,
+    until the server closes the socket after the last frame. An `Error` is raised.
+    """
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self._ws = ws
+
+    @classmethod
+    async def open(
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        voice: str | None = None,
+        path: str = TTS_PATH,
+    ) -> TtsStream:
+        """Connects and waits for `Ready` (an unknown voice or a full server raises here)."""
+        ws = await open_websocket(tts_url(ws_url(url, ""), voice, "PcmMessagePack", path), api_key)
+        try:
+            raw = await ws.recv()
+        except websockets.ConnectionClosed as exc:
+            raise ServerError(f"the server closed the stream at once ({exc})") from None
+        first = tts.decode_server(raw if isinstance(raw, bytes) else raw.encode())
+        if isinstance(first, ErrorMessage):
+            await ws.close()
+            raise server_error(first.message)
+        return cls(ws)
+
+    async def send(self, text: str) -> None:
+        """One or more whole words (a message boundary is a word boundary)."""
+        await self._ws.send(msgpack.packb({"type": "Text", "text": text}))
+
+    async def end(self) -> None:
+        """No more text: the server speaks what is left, then closes."""
+        await self._ws.send(msgpack.packb({"type": "Eos"}))
+
+    def __aiter__(self) -> AsyncIterator[np.ndarray | SpokenWord]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[np.ndarray | SpokenWord]:
+        try:
+            async for raw in self._ws:
+                if not isinstance(raw, bytes):
+                    continue
+                msg = tts.decode_server(raw)
+                if isinstance(msg, tts.Audio):
+                    yield msg.pcm
+                elif isinstance(msg, tts.WordTimes):
+                    yield SpokenWord(msg.text, msg.start_s, msg.stop_s)
+                elif isinstance(msg, ErrorMessage):
+                    raise server_error(msg.message)
+        except websockets.ConnectionClosedError as exc:
+            raise ServerError(f"the connection was lost ({exc})") from None
+
+
+async def synthesize(
+    words: Iterable[str] | AsyncIterable[str],
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    voice: str | None = None,
+) -> SpeechResult:
+    """Streams `words` (a list, or an async iterator fed as an LLM produces them) and collects
+    the audio frames and word times, with when each arrived."""
+    result = SpeechResult(started_at=time.monotonic(), ready=True)
+    async with await TtsStream.open(url, api_key=api_key, voice=voice) as stream:
+
+        async def send() -> None:
+            async for word in _aiter(words):
+                now = time.monotonic()
+                if result.first_word_sent_at is None:
+                    result.first_word_sent_at = now
+                result.last_word_sent_at = now
+                await stream.send(word)
+                result.word_sent_at.append(now)
+            await stream.end()
+
+        sender = asyncio.create_task(send())
+        try:
+            async for item in stream:
+                if isinstance(item, SpokenWord):
+                    result.words.append(item)
+                else:
+                    result.frames.append(item)
+                    result.frame_received_at.append(time.monotonic())
+        finally:
+            if not sender.done():
+                sender.cancel()
+            try:
+                await sender
+            except asyncio.CancelledError:
+                pass
+    return result
+
+
+async def _aiter(words: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
+    if isinstance(words, AsyncIterable):
+        async for word in words:
+            yield word
+    else:
+        for word in words:
+            yield word
+
+
+def synthesize_sync(
+    words: Iterable[str],
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    voice: str | None = None,
+) -> SpeechResult:
+    return asyncio.run(synthesize(words, url=url, api_key=api_key, voice=voice))
+
+
+@dataclass
+class Synthesis:
+    """What `POST /api/tts` answers: a whole WAV and the word times."""
+
+    wav: bytes
+    words: list[SpokenWord]
+
+    @property
+    def pcm(self) -> np.ndarray:
+        """The WAV's samples as float32 in [-1, 1] (16-bit mono, 24 kHz)."""
+        with wave.open(io.BytesIO(self.wav)) as w:
+            frames = w.readframes(w.getnframes())
+        return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+
+
+async def synthesize_once(
+    text: str | list[str],
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    voice: str | None = None,
+    timeout_s: float = 300.0,
+) -> Synthesis:
+    """`POST /api/tts` with `return_timestamps`: the whole WAV once it is synthesised."""
+    request: dict[str, object] = {
+        "text": [text] if isinstance(text, str) else list(text),
+        "return_timestamps": True,
+    }
+    if voice:
+        request["voice"] = voice
+    body, _ = await http_request_async(
+        http_url(url, "/api/tts"),
+        json.dumps(request).encode(),
+        api_key,
+        "application/json",
+        timeout_s,
+    )
+    data = json.loads(body)
+    words = [
+        SpokenWord(str(t["text"]), float(t["start_s"]), float(t["stop_s"]))
+        for t in data["transcript"]
+    ]
+    return Synthesis(base64.b64decode(data["wav"]), words)
+
+
+def synthesize_once_sync(
+    text: str | list[str],
+    *,
+    url: str = DEFAULT_URL,
+    api_key: str = DEFAULT_API_KEY,
+    voice: str | None = None,
+    timeout_s: float = 300.0,
+) -> Synthesis:
+    return asyncio.run(
+        synthesize_once(text, url=url, api_key=api_key, voice=voice, timeout_s=timeout_s)
+    )

@@ -20,6 +20,8 @@ from parley.backends import build_backend
 from parley.config import Config
 from parley.engine.module import Module, ModuleInfo
 from parley.server.asr_routes import AsrRoutes
+from parley.server.openai_routes import OpenAiRoutes
+from parley.server.openapi import openapi_schema
 from parley.server.token_socket import TokenSocket
 from parley.server.tts_routes import TtsRoutes
 
@@ -53,13 +55,17 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     modules = modules if modules is not None else build_modules(config)
     ids = set(config.authorized_ids)
     routes: list[Any] = []
+    first_tts: TtsRoutes | None = None
+    first_asr: Module | None = None
     for module in modules:
         if module.info.kind == "WhisperStreaming":
             asr = AsrRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, asr.websocket))
             routes.append(Route(module.info.path, asr.post, methods=["POST"]))
+            first_asr = first_asr or module
         elif module.info.kind == "PiperTts":
             tts = TtsRoutes(module, ids)
+            first_tts = first_tts or tts
             routes.append(WebSocketRoute(module.info.path, tts.websocket))
             routes.append(Route(module.info.path, tts.post_streaming, methods=["POST"]))
             if not any(getattr(r, "path", None) == "/api/tts" for r in routes):
@@ -68,6 +74,22 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
             if token_path:
                 socket = TokenSocket(tts, bool(module.info.details.get("token_socket_auth")))
                 routes.append(WebSocketRoute(token_path, socket.websocket))
+
+    aliases: dict[str, str] = {}
+    if first_tts is not None:
+        name = first_tts.module.info.name
+        tts_cfg = next((m for m in config.modules if m.name == name), None)
+        aliases = dict(tts_cfg.options.get("voice_aliases", {})) if tts_cfg else {}
+    openai = OpenAiRoutes(ids, first_tts, first_asr, aliases)
+    routes += [
+        Route("/v1/audio/speech", openai.speech, methods=["POST"]),
+        Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
+        Route("/v1/models", openai.models),
+        Route("/v1/audio/voices", openai.voices),
+    ]
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(openapi_schema(openai))
 
     async def modules_info(_: Request) -> Response:
         return JSONResponse(
@@ -100,6 +122,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         Route("/api/modules_info", modules_info),
         Route("/api/build_info", build_info),
         Route("/metrics", prometheus),
+        Route("/openapi.json", openapi),
         Route("/", index),
     ]
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import logging
-import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocket
 
+from parley.audio.encode import to_s16le, wav_header
 from parley.backends.tts.piper import (
     Configure,
     EndOfText,
@@ -36,23 +36,6 @@ MAX_POST_TEXT_CHARS = 100_000
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # raw formats: the error travels as the close reason
 CLOSE_TOO_BIG = 1009
-
-
-def wav_header(rate_hz: int, data_bytes: int = 0xFFFFFFFF) -> bytes:
-    """A 16-bit mono WAV header; 0xFFFFFFFF sizes mean "length unknown" (streamed)."""
-    riff = 0xFFFFFFFF if data_bytes == 0xFFFFFFFF else 36 + data_bytes
-    return (
-        b"RIFF"
-        + struct.pack("<I", riff)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, rate_hz, rate_hz * 2, 2, 16)
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
-
-
-def to_s16le(pcm: np.ndarray) -> bytes:
-    return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
 class TtsRoutes:

@@ -1,0 +1,447 @@
+"""The OpenAI audio API on Parley's modules: `/v1/audio/speech`, `/v1/audio/transcriptions`,
+`/v1/models`, `/v1/audio/voices`.
+
+Field names and shapes follow the official `openai` SDK's types. OpenAI's model names map to the
+first configured TTS/STT module (as do Parley's module names); OpenAI's voice names are aliases
+of configured voices (config `voice_aliases`, else the default voice). Errors use OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from parley.audio.decode import UndecodableAudio, decode_file
+from parley.audio.encode import FORMATS, StreamEncoder
+from parley.engine.module import Module, NoFreeSlot, Session
+from parley.protocol import asr, tts
+from parley.protocol.common import ErrorMessage, ProtocolError
+from parley.server.tts_routes import SynthesisFailed, TtsRoutes, speech_messages
+
+log = logging.getLogger(__name__)
+
+TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
+STT_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova",
+    "onyx", "sage", "shimmer", "verse", "marin", "cedar",
+)  # fmt: skip
+TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_INPUT_CHARS = 100_000
+SAMPLE_RATE_HZ = 24_000
+SEGMENT_GAP_S = 1.0  # a pause this long between words starts a new segment
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code or {400: "invalid_value", 401: "invalid_api_key"}.get(status, "")
+
+    def response(self) -> JSONResponse:
+        kind = {401: "authentication_error", 503: "server_error", 500: "server_error"}.get(
+            self.status, "invalid_request_error"
+        )
+        body = {"message": str(self), "type": kind, "param": self.param, "code": self.code}
+        return JSONResponse({"error": body}, status_code=self.status)
+
+
+def _bearer_ok(request: Request, authorized_ids: set[str]) -> bool:
+    auth = request.headers.get("authorization", "")
+    key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    key = key or request.headers.get("kyutai-api-key")
+    return key is not None and key in authorized_ids
+
+
+class OpenAiRoutes:
+    def __init__(
+        self,
+        authorized_ids: set[str],
+        tts_routes: TtsRoutes | None,
+        asr_module: Module | None,
+        voice_aliases: dict[str, str],
+    ) -> None:
+        self.authorized_ids = authorized_ids
+        self.tts = tts_routes
+        self.asr = asr_module
+        self.voice_aliases = voice_aliases
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _check_auth(self, request: Request) -> None:
+        if not _bearer_ok(request, self.authorized_ids):
+            raise ApiError(401, "Incorrect API key provided (send Authorization: Bearer <id>).")
+
+    def tts_models(self) -> list[str]:
+        return [*TTS_MODELS, self.tts.module.info.name] if self.tts else []
+
+    def stt_models(self) -> list[str]:
+        return [*STT_MODELS, self.asr.info.name] if self.asr else []
+
+    def resolve_voice(self, voice: Any) -> str:
+        assert self.tts is not None
+        if isinstance(voice, dict):
+            voice = voice.get("id")
+        if not isinstance(voice, str) or not voice:
+            raise ApiError(400, "'voice' must be a voice name", "voice")
+        if voice in self.tts.voices:
+            return voice
+        if voice in self.voice_aliases:
+            return self.voice_aliases[voice]
+        if voice in OPENAI_VOICES:
+            return self.tts.default_voice
+        known = sorted([*self.tts.voices, *self.voice_aliases, *OPENAI_VOICES])
+        raise ApiError(400, f"Unknown voice {voice!r}; valid voices: {', '.join(known)}", "voice")
+
+    async def _guard(self, request: Request, handler: Any) -> Response:
+        try:
+            self._check_auth(request)
+            response: Response = await handler(request)
+            return response
+        except ApiError as exc:
+            return exc.response()
+
+    # --- speech ----------------------------------------------------------------------------
+    async def speech(self, request: Request) -> Response:
+        return await self._guard(request, self._speech)
+
+    async def _speech(self, request: Request) -> Response:
+        if self.tts is None:
+            raise ApiError(404, "no text-to-speech module is configured")
+        body = await _json_body(request)
+        model = _field(body, "model", str, required=True)
+        if model not in self.tts_models():
+            raise ApiError(
+                400,
+                f"Unknown model {model!r}; valid models: {', '.join(self.tts_models())}",
+                "model",
+                "model_not_found",
+            )
+        text = _field(body, "input", str, required=True)
+        if not text.strip():
+            raise ApiError(400, "'input' must not be empty", "input")
+        if len(text) > MAX_INPUT_CHARS:
+            raise ApiError(413, f"'input' over {MAX_INPUT_CHARS} characters", "input")
+        voice = self.resolve_voice(body.get("voice"))
+        fmt = _field(body, "response_format", str) or "mp3"
+        if fmt not in FORMATS:
+            raise ApiError(
+                400, f"response_format must be one of {', '.join(FORMATS)}", "response_format"
+            )
+        speed = body.get("speed", 1.0)
+        if speed is None:
+            speed = 1.0
+        if isinstance(speed, bool) or not isinstance(speed, int | float):
+            raise ApiError(400, "'speed' must be a number", "speed")
+        if not (math.isfinite(speed) and 0.25 <= speed <= 4.0):
+            raise ApiError(400, f"'speed' must be between 0.25 and 4.0, got {speed}", "speed")
+        stream_format = _field(body, "stream_format", str) or "audio"
+        if stream_format not in ("audio", "sse"):
+            raise ApiError(400, "stream_format must be 'audio' or 'sse'", "stream_format")
+        # `instructions` (a style prompt) has no meaning for Piper voices; it is accepted.
+        try:
+            session, _ = await self.tts.open_speech(text, voice, length_scale=1.0 / speed)
+        except ProtocolError as exc:
+            raise ApiError(400, str(exc)) from None
+        except NoFreeSlot:
+            raise ApiError(
+                503, "all text-to-speech channels are busy", code="no_free_channels"
+            ) from None
+        encoder = StreamEncoder(fmt)
+        if stream_format == "sse":
+            return StreamingResponse(_speech_sse(session, encoder), media_type="text/event-stream")
+        return StreamingResponse(_speech_audio(session, encoder), media_type=encoder.media_type)
+
+    # --- transcriptions --------------------------------------------------------------------
+    async def transcriptions(self, request: Request) -> Response:
+        return await self._guard(request, self._transcriptions)
+
+    async def _transcriptions(self, request: Request) -> Response:
+        if self.asr is None:
+            raise ApiError(404, "no speech-to-text module is configured")
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_UPLOAD_BYTES:
+            # Read (and drop) a bounded amount first: answering while the client is still
+            # sending makes it see a broken pipe instead of the 413.
+            drained = 0
+            async for chunk in request.stream():
+                drained += len(chunk)
+                if drained > 2 * MAX_UPLOAD_BYTES:
+                    break
+            raise ApiError(413, f"upload over {MAX_UPLOAD_BYTES} bytes", "file")
+        try:
+            form = await request.form(max_files=1, max_fields=50, max_part_size=MAX_UPLOAD_BYTES)
+        except Exception as exc:  # python-multipart raises several kinds
+            raise ApiError(400, f"expected a multipart/form-data body: {exc}") from None
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "'file' (an audio file) is required", "file")
+        model = form.get("model")
+        if not isinstance(model, str) or not model:
+            raise ApiError(400, "'model' is required", "model")
+        if model not in self.stt_models():
+            raise ApiError(
+                400,
+                f"Unknown model {model!r}; valid models: {', '.join(self.stt_models())}",
+                "model",
+                "model_not_found",
+            )
+        language = form.get("language") or "en"
+        if language != "en":
+            raise ApiError(400, f"language {language!r} is not supported (only 'en')", "language")
+        fmt = form.get("response_format") or "json"
+        if fmt not in TRANSCRIPT_FORMATS:
+            raise ApiError(
+                400,
+                f"response_format must be one of {', '.join(TRANSCRIPT_FORMATS)}",
+                "response_format",
+            )
+        granularities = [
+            str(g)
+            for key in ("timestamp_granularities[]", "timestamp_granularities")
+            for g in form.getlist(key)
+        ] or ["segment"]
+        for g in granularities:
+            if g not in ("word", "segment"):
+                raise ApiError(
+                    400, f"unknown timestamp granularity {g!r}", "timestamp_granularities"
+                )
+        stream = str(form.get("stream") or "false").lower() == "true"
+        data = await upload.read()
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, f"upload over {MAX_UPLOAD_BYTES} bytes", "file")
+        try:
+            pcm = await run_in_threadpool(decode_file, data, SAMPLE_RATE_HZ)
+        except UndecodableAudio as exc:
+            raise ApiError(400, f"Invalid file format: {exc}", "file", "invalid_file") from None
+        try:
+            session = await self.asr.acquire(
+                float(self.asr.info.details.get("post_timeout_s", 100.0))
+            )
+        except NoFreeSlot:
+            raise ApiError(
+                503, "all speech-to-text channels are busy", code="no_free_channels"
+            ) from None
+        duration_s = len(pcm) / SAMPLE_RATE_HZ
+        if stream:
+            return StreamingResponse(_transcript_sse(session, pcm), media_type="text/event-stream")
+        try:
+            words = [w async for w in _recognise(session, pcm)]
+        finally:
+            session.close()
+        return _transcript_response(words, fmt, granularities, duration_s)
+
+    # --- listings --------------------------------------------------------------------------
+    async def models(self, request: Request) -> Response:
+        async def handler(_: Request) -> Response:
+            ids = [*self.tts_models(), *self.stt_models()]
+            data = [{"id": i, "object": "model", "created": 0, "owned_by": "parley"} for i in ids]
+            return JSONResponse({"object": "list", "data": data})
+
+        return await self._guard(request, handler)
+
+    async def voices(self, request: Request) -> Response:
+        async def handler(_: Request) -> Response:
+            if self.tts is None:
+                return JSONResponse({"object": "list", "data": []})
+            aliases = {v: self.tts.default_voice for v in OPENAI_VOICES} | self.voice_aliases
+            data = [
+                {"id": v, "object": "voice", "default": v == self.tts.default_voice}
+                for v in sorted(self.tts.voices)
+            ] + [
+                {"id": a, "object": "voice", "alias_of": target}
+                for a, target in sorted(aliases.items())
+            ]
+            return JSONResponse({"object": "list", "data": data})
+
+        return await self._guard(request, handler)
+
+
+# --- speech streaming ----------------------------------------------------------------------
+async def _speech_audio(session: Session, encoder: StreamEncoder) -> AsyncIterator[bytes]:
+    try:
+        async for msg in speech_messages(session):
+            if isinstance(msg, tts.Audio):
+                data = encoder.encode(msg.pcm)
+                if data:
+                    yield data
+        tail = encoder.finish()
+        if tail:
+            yield tail
+    except SynthesisFailed:  # the status line is out; a truncated stream is all we can do
+        log.warning("synthesis failed during /v1/audio/speech")
+    finally:
+        session.close()
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+async def _speech_sse(session: Session, encoder: StreamEncoder) -> AsyncIterator[bytes]:
+    frames = 0
+    try:
+        async for msg in speech_messages(session):
+            if isinstance(msg, tts.Audio):
+                frames += 1
+                data = encoder.encode(msg.pcm)
+                if data:
+                    audio = base64.b64encode(data).decode()
+                    yield _sse({"type": "speech.audio.delta", "audio": audio})
+        tail = encoder.finish()
+        if tail:
+            yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(tail).decode()})
+        usage = {"input_tokens": 0, "output_tokens": frames, "total_tokens": frames}
+        yield _sse({"type": "speech.audio.done", "usage": usage})
+    except SynthesisFailed as exc:
+        yield _sse({"type": "error", "error": {"message": str(exc), "type": "server_error"}})
+    finally:
+        session.close()
+
+
+# --- recognition -----------------------------------------------------------------------------
+async def _recognise(session: Session, pcm: np.ndarray) -> AsyncIterator[dict[str, Any]]:
+    """Words `{"word","start","end"}` as the streaming recogniser commits them."""
+    session.push(asr.Audio(pcm))
+    session.push(asr.Marker(0))
+    pending: dict[str, Any] | None = None
+    while True:
+        msg = await session.receive()
+        if isinstance(msg, asr.Word):
+            if pending is not None:
+                yield pending
+            pending = {"word": msg.text, "start": msg.start_time, "end": msg.start_time}
+        elif isinstance(msg, asr.EndWord) and pending is not None:
+            pending["end"] = msg.stop_time
+            yield pending
+            pending = None
+        elif isinstance(msg, asr.Marker):
+            if pending is not None:
+                yield pending
+            return
+        elif isinstance(msg, ErrorMessage):
+            raise ApiError(500, msg.message)
+
+
+async def _transcript_sse(session: Session, pcm: np.ndarray) -> AsyncIterator[bytes]:
+    words: list[str] = []
+    try:
+        async for w in _recognise(session, pcm):
+            delta = w["word"] if not words else " " + w["word"]
+            words.append(w["word"])
+            yield _sse({"type": "transcript.text.delta", "delta": delta, "logprobs": None})
+        yield _sse({"type": "transcript.text.done", "text": " ".join(words), "logprobs": None})
+    except ApiError as exc:
+        yield _sse({"type": "error", "error": {"message": str(exc), "type": "server_error"}})
+    finally:
+        session.close()
+
+
+def segments_of(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Words grouped into segments at sentence ends and pauses of SEGMENT_GAP_S.
+
+    The log-probability and compression fields OpenAI reports are not computed by the streaming
+    recogniser; they are given neutral values (0, 1, 0)."""
+    groups: list[list[dict[str, Any]]] = []
+    for w in words:
+        if groups and not (
+            w["start"] - groups[-1][-1]["end"] > SEGMENT_GAP_S
+            or groups[-1][-1]["word"].endswith((".", "?", "!"))
+        ):
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    return [
+        {
+            "id": i,
+            "seek": 0,
+            "start": g[0]["start"],
+            "end": g[-1]["end"],
+            "text": " ".join(w["word"] for w in g),
+            "tokens": [],
+            "temperature": 0.0,
+            "avg_logprob": 0.0,
+            "compression_ratio": 1.0,
+            "no_speech_prob": 0.0,
+        }
+        for i, g in enumerate(groups)
+    ]
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = round(seconds * 1000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def subtitles(segments: list[dict[str, Any]], vtt: bool) -> str:
+    sep = "." if vtt else ","
+    cues = []
+    for i, seg in enumerate(segments, 1):
+        times = f"{_timestamp(seg['start'], sep)} --> {_timestamp(seg['end'], sep)}"
+        cues.append((f"{times}\n" if vtt else f"{i}\n{times}\n") + seg["text"] + "\n")
+    return ("WEBVTT\n\n" if vtt else "") + "\n".join(cues)
+
+
+def _transcript_response(
+    words: list[dict[str, Any]], fmt: str, granularities: list[str], duration_s: float
+) -> Response:
+    text = " ".join(w["word"] for w in words)
+    if fmt == "json":
+        return JSONResponse({"text": text, "usage": {"type": "duration", "seconds": duration_s}})
+    if fmt == "text":
+        return PlainTextResponse(text + "\n")
+    segments = segments_of(words)
+    if fmt in ("srt", "vtt"):
+        return PlainTextResponse(subtitles(segments, fmt == "vtt"))
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": "english",
+        "duration": duration_s,
+        "text": text,
+        "usage": {"type": "duration", "seconds": duration_s},
+    }
+    if "segment" in granularities:
+        body["segments"] = segments
+    if "word" in granularities:
+        body["words"] = words
+    return JSONResponse(body)
+
+
+# --- request parsing -----------------------------------------------------------------------
+async def _json_body(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > 4 * MAX_INPUT_CHARS:
+        raise ApiError(413, "request body too large")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _field(body: dict[str, Any], name: str, kind: type, required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, f"'{name}' is required", name)
+        return None
+    if not isinstance(value, kind):
+        raise ApiError(400, f"'{name}' must be a {kind.__name__}", name)
+    return value

@@ -1,0 +1,131 @@
+"""OpenAPI 3.1 description of the OpenAI-compatible routes, served at `/openapi.json`.
+
+Model and voice enums are filled from the running configuration, so generated clients and
+API explorers offer what this server actually has."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import parley
+from parley.audio.encode import FORMATS
+
+if TYPE_CHECKING:
+    from parley.server.openai_routes import OpenAiRoutes
+
+_ERROR = {
+    "description": "OpenAI-shaped error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {
+                            "message": {"type": "string"},
+                            "type": {"type": "string"},
+                            "param": {"type": ["string", "null"]},
+                            "code": {"type": "string"},
+                        },
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): _ERROR for c in codes}
+
+
+def openapi_schema(api: OpenAiRoutes) -> dict[str, Any]:
+    from parley.server.openai_routes import OPENAI_VOICES, TRANSCRIPT_FORMATS
+
+    voices = sorted(set(api.tts.voices if api.tts else []) | set(api.voice_aliases))
+    speech_body = {
+        "type": "object",
+        "required": ["model", "input", "voice"],
+        "properties": {
+            "model": {"type": "string", "enum": api.tts_models()},
+            "input": {"type": "string", "minLength": 1},
+            "voice": {"type": "string", "enum": [*voices, *OPENAI_VOICES]},
+            "response_format": {"type": "string", "enum": list(FORMATS), "default": "mp3"},
+            "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0, "default": 1.0},
+            "stream_format": {"type": "string", "enum": ["audio", "sse"], "default": "audio"},
+            "instructions": {"type": "string", "description": "accepted; Piper ignores it"},
+        },
+    }
+    transcription_body = {
+        "type": "object",
+        "required": ["file", "model"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "model": {"type": "string", "enum": api.stt_models()},
+            "language": {"type": "string", "enum": ["en"]},
+            "prompt": {"type": "string", "description": "accepted; not used"},
+            "response_format": {
+                "type": "string",
+                "enum": list(TRANSCRIPT_FORMATS),
+                "default": "json",
+            },
+            "timestamp_granularities[]": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["word", "segment"]},
+            },
+            "stream": {"type": "boolean", "default": False},
+        },
+    }
+    audio = {f"audio/{t}": {"schema": {"type": "string", "format": "binary"}} for t in FORMATS}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Parley OpenAI-compatible audio API", "version": parley.__version__},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/audio/speech": {
+                "post": {
+                    "summary": "Text to speech, streamed as it is synthesised",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": speech_body}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "audio bytes, or SSE speech.audio.delta/done events",
+                            "content": {**audio, "text/event-stream": {}},
+                        },
+                        **_errors(400, 401, 413, 503),
+                    },
+                }
+            },
+            "/v1/audio/transcriptions": {
+                "post": {
+                    "summary": "Speech to text",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"multipart/form-data": {"schema": transcription_body}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "json, verbose_json, text, srt, vtt, or SSE "
+                            "transcript.text.delta/done events when stream=true",
+                            "content": {
+                                "application/json": {},
+                                "text/plain": {},
+                                "text/event-stream": {},
+                            },
+                        },
+                        **_errors(400, 401, 413, 503),
+                    },
+                }
+            },
+            "/v1/models": {"get": {"summary": "Model names", "responses": {"200": {}}}},
+            "/v1/audio/voices": {
+                "get": {"summary": "Voices and their aliases", "responses": {"200": {}}}
+            },
+        },
+    }
