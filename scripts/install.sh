@@ -11,7 +11,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[dev,kyutai]"
+
+# Kyutai backends: PyTorch (any build already installed is kept, e.g. a CUDA one; otherwise the
+# CPU wheel) and moshi without its pins (its own torch<2.10 pin would pull GBs of CUDA wheels).
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet "torch==${PARLEY_TORCH_VERSION:-2.13.0}"
+fi
+.venv/bin/python -m pip install --quiet --no-deps "moshi==0.2.13"
 
 if [ "${PARLEY_SKIP_BROWSER:-0}" != 1 ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
     SUDO=""

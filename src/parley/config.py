@@ -65,7 +65,31 @@ MODULE_OPTIONS["PiperTts"] = {
     "voice_aliases": (dict, {}),  # other names for voices (OpenAI's "alloy", ...; Kyutai paths)
     "post_timeout_s": ((int, float), 100.0),
 }
-DEFAULT_PATHS = {"WhisperStreaming": "/api/asr-streaming", "PiperTts": "/api/tts_streaming"}
+# Kyutai checkpoints through the `moshi` package: moshi-server's Python-module keys.
+MODULE_OPTIONS["KyutaiStt"] = {
+    "hf_repo": (str, ""),  # a local directory, or a repo id found in the local HF cache
+    "config_path": (str, ""),  # each override: a local file, or hf://owner/repo/file
+    "moshi_weight": (str, ""),
+    "mimi_weight": (str, ""),
+    "tokenizer": (str, ""),
+    "mimi_config_path": (str, ""),
+    "device": (str, "cpu"),
+    "dtype": (str, "float32"),  # or "bfloat16"
+    "asr_delay_in_tokens": (int, -1),  # -1: from the checkpoint's stt_config
+    "cpu_threads": (int, 1),
+    "post_timeout_s": ((int, float), 100.0),
+}
+MODULE_OPTIONS["MoshiChat"] = {
+    **{k: v for k, v in MODULE_OPTIONS["KyutaiStt"].items() if k != "asr_delay_in_tokens"},
+    "temp": ((int, float), 0.8),  # audio sampling temperature
+    "temp_text": ((int, float), 0.7),
+}
+DEFAULT_PATHS = {
+    "WhisperStreaming": "/api/asr-streaming",
+    "PiperTts": "/api/tts_streaming",
+    "KyutaiStt": "/api/asr-streaming",
+    "MoshiChat": "/api/chat",
+}
 EMBEDDED_VOICES = {"en_US-joe-medium": "package:en_US-joe-medium"}
 
 
@@ -201,6 +225,13 @@ def parse(data: dict[str, Any], source: str) -> Config:
             options.setdefault(key, default)
         if options.get("cpu_threads", 1) < 1:
             raise ConfigError(f"{prefix}.cpu_threads: must be at least 1")
+        if mtype in ("KyutaiStt", "MoshiChat"):
+            if options["dtype"] not in ("float32", "bfloat16"):
+                raise ConfigError(
+                    f"{prefix}.dtype: 'float32' or 'bfloat16', got {options['dtype']!r}"
+                )
+            if not (options["hf_repo"] or options["config_path"]):
+                raise ConfigError(f"{prefix}.hf_repo: required (or config_path and the files)")
         if mtype == "PiperTts":
             _check_voices(prefix, options)
             for key in ("token_socket_path",):

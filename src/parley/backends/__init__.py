@@ -68,4 +68,45 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             workers=o["cpu_threads"],
         )
         return PiperTtsBackend(voices, cfg.batch_size, options, name=cfg.name)
+    if cfg.type == "KyutaiStt":
+        from parley.backends.kyutai.checkpoint import find_files
+        from parley.backends.kyutai.stt import KyutaiSttBackend
+
+        o = cfg.options
+        files = find_files(o)
+        log.info(
+            "module %s: loading Kyutai STT %s (Mimi %s) on %s, %s",
+            cfg.name,
+            files.moshi_weight,
+            files.mimi_weight,
+            o["device"],
+            o["dtype"],
+        )
+        delay = o["asr_delay_in_tokens"]
+        return KyutaiSttBackend(
+            files,
+            cfg.batch_size,
+            device=o["device"],
+            dtype=o["dtype"],
+            delay_tokens=None if delay < 0 else delay,
+            cpu_threads=o["cpu_threads"],
+            name=cfg.name,
+        )
+    if cfg.type == "MoshiChat":
+        from parley.backends.kyutai.chat import MoshiChatBackend
+        from parley.backends.kyutai.checkpoint import find_files
+
+        o = cfg.options
+        files = find_files(o)
+        log.info("module %s: loading Moshi %s on %s", cfg.name, files.moshi_weight, o["device"])
+        return MoshiChatBackend(
+            files,
+            cfg.batch_size,
+            device=o["device"],
+            dtype=o["dtype"],
+            temp=float(o["temp"]),
+            temp_text=float(o["temp_text"]),
+            cpu_threads=o["cpu_threads"],
+            name=cfg.name,
+        )
     raise ValueError(f"unknown module type {cfg.type!r}")

@@ -22,6 +22,7 @@ from parley.backends import build_backend
 from parley.config import Config
 from parley.engine.module import Module, ModuleInfo
 from parley.server.asr_routes import AsrRoutes
+from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
 from parley.server.token_socket import TokenSocket
@@ -61,11 +62,14 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     first_tts: TtsRoutes | None = None
     first_asr: Module | None = None
     for module in modules:
-        if module.info.kind == "WhisperStreaming":
+        if module.info.kind in ("WhisperStreaming", "KyutaiStt"):
             asr = AsrRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, asr.websocket))
             routes.append(Route(module.info.path, asr.post, methods=["POST"]))
             first_asr = first_asr or module
+        elif module.info.kind == "MoshiChat":
+            chat = ChatRoutes(module, ids)
+            routes.append(WebSocketRoute(module.info.path, chat.websocket))
         elif module.info.kind == "PiperTts":
             tts = TtsRoutes(module, ids)
             first_tts = first_tts or tts

@@ -1,0 +1,175 @@
+"""Moshi full-duplex speech-to-speech (seed 003), batched across slots.
+
+Per 80 ms tick, every slot holding a frame of the user's audio runs: Mimi encodes the batch,
+`LMGen` steps it (text token + Moshi's audio codes), Mimi decodes Moshi's codes back to audio.
+Slots without a frame are masked out with moshi's exec masks, so their streams stand still.
+As in moshi's own server, a session's first frame is encoded and then the encoder state is
+reset (that frame is "in the past" for the model). During the model's initial delay `LMGen`
+returns no codes for a slot (-2); those slots are masked out of decoding.
+moshi's Python server serves one user at a time behind a lock; here `batch_size` users share
+each model step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from parley.backends.kyutai.checkpoint import CheckpointFiles, load_checkpoint
+from parley.engine.backend import FRAME_SAMPLES, Backend
+from parley.engine.slots import Slot
+
+log = logging.getLogger(__name__)
+
+EPAD, PAD = 0, 3  # text tokens that are not text
+
+
+@dataclass(frozen=True)
+class UserAudio:
+    pcm: np.ndarray  # 24 kHz float32, any length
+
+
+@dataclass(frozen=True)
+class MoshiAudio:
+    pcm: np.ndarray  # one 1920-sample frame of Moshi's voice
+
+
+@dataclass(frozen=True)
+class MoshiText:
+    piece: str  # a text piece, spaces included ("▁" -> " ")
+
+
+@dataclass
+class _Chat:
+    slot: Slot
+    pcm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    frames: int = 0
+
+
+class MoshiChatBackend(Backend):
+    kind = "MoshiChat"
+    metrics_prefix = "chat"
+
+    def __init__(
+        self,
+        files: CheckpointFiles,
+        batch_size: int,
+        device: str = "cpu",
+        dtype: str = "float32",
+        temp: float = 0.8,
+        temp_text: float = 0.7,
+        cpu_threads: int = 1,
+        name: str = "chat",
+    ) -> None:
+        if device == "cpu":
+            os.environ.setdefault("NO_TORCH_COMPILE", "1")  # see kyutai/stt.py
+        import torch
+        from moshi.models import LMGen
+
+        if device == "cpu":
+            torch.set_num_threads(cpu_threads)
+        self._torch = torch
+        self.files = files
+        self.batch_size = batch_size
+        self.device = device
+        info = load_checkpoint(files)
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        self.mimi = info.get_mimi(device=device)
+        self.lm = info.get_moshi(device=device, dtype=torch_dtype)
+        self.tokenizer = info.get_text_tokenizer()
+        self.lm_gen = LMGen(self.lm, temp=temp, temp_text=temp_text, support_out_of_sync=True)
+        self.dep_q = self.lm.dep_q
+        self.user_codebooks = self.lm.num_codebooks - self.lm.dep_q - 1
+        self.mimi.streaming_forever(batch_size)
+        self.lm_gen.streaming_forever(batch_size)
+        self._chats: list[_Chat | None] = [None] * batch_size
+        self._to_reset: set[int] = set()
+        self.name = name
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": str(self.files.moshi_weight), "device": self.device}
+
+    def warmup(self) -> None:
+        every = self._torch.ones(self.batch_size, dtype=self._torch.bool)
+        for _ in range(4):
+            self._run(np.zeros((self.batch_size, FRAME_SAMPLES), np.float32), every, every)
+        self._reset(every)
+
+    def attach(self, slot: Slot) -> None:
+        self._chats[slot.index] = _Chat(slot)
+        self._to_reset.add(slot.index)
+
+    def detach(self, index: int) -> None:
+        self._chats[index] = None
+
+    def _reset(self, mask: Any) -> None:
+        self.mimi.reset_streaming(mask)
+        self.lm_gen.reset_streaming(mask)
+
+    def step(self, slots: Sequence[Slot]) -> bool:
+        torch = self._torch
+        for slot in slots:
+            chat = self._chats[slot.index]
+            if chat is None:
+                continue
+            for item in slot.take_inputs():
+                if isinstance(item, UserAudio):
+                    chat.pcm = np.concatenate([chat.pcm, item.pcm.astype(np.float32, copy=False)])
+        if self._to_reset:
+            mask = torch.zeros(self.batch_size, dtype=torch.bool)
+            mask[list(self._to_reset)] = True
+            self._reset(mask)
+            self._to_reset.clear()
+        ready = [c for c in self._chats if c is not None and len(c.pcm) >= FRAME_SAMPLES]
+        if not ready:
+            return False
+        frames = np.zeros((self.batch_size, FRAME_SAMPLES), np.float32)
+        exec_mask = torch.zeros(self.batch_size, dtype=torch.bool)
+        first = torch.zeros(self.batch_size, dtype=torch.bool)
+        for c in ready:
+            frames[c.slot.index] = c.pcm[:FRAME_SAMPLES]
+            c.pcm = c.pcm[FRAME_SAMPLES:]
+            exec_mask[c.slot.index] = True
+            first[c.slot.index] = c.frames == 0
+            c.frames += 1
+        tokens, pcm_out = self._run(frames, exec_mask, first)
+        for c in ready:
+            b = c.slot.index
+            frame = pcm_out[b]
+            if frame is None:
+                continue  # still within the model's initial delay
+            c.slot.emit(MoshiAudio(frame))
+            token = tokens[b]
+            if token not in (EPAD, PAD) and 0 <= token < self.tokenizer.vocab_size():
+                c.slot.emit(MoshiText(self.tokenizer.id_to_piece(token).replace("▁", " ")))
+        return any(len(c.pcm) >= FRAME_SAMPLES for c in ready)
+
+    def _run(
+        self, frames: np.ndarray, exec_mask: Any, first: Any
+    ) -> tuple[list[int], list[np.ndarray | None]]:
+        torch = self._torch
+        with torch.no_grad():
+            self.mimi.set_exec_mask(exec_mask)
+            codes = self.mimi.encode(torch.from_numpy(frames).to(self.device)[:, None, :])
+            if bool(first.any()):
+                # A session's first frame is in the model's past: start its encoder afresh.
+                self.mimi.reset_streaming(first)
+                self.mimi.set_exec_mask(exec_mask)
+            self.lm_gen.set_exec_mask(exec_mask)
+            out = self.lm_gen.step(codes[:, : self.user_codebooks])
+            if out is None:
+                return [PAD] * self.batch_size, [None] * self.batch_size
+            audio_codes = out[:, 1 : 1 + self.dep_q]
+            valid = exec_mask & (audio_codes >= 0).all(dim=2).all(dim=1)
+            if not bool(valid.any()):
+                return [PAD] * self.batch_size, [None] * self.batch_size
+            self.mimi.set_exec_mask(valid)
+            safe = torch.where(valid[:, None, None], audio_codes, torch.zeros_like(audio_codes))
+            pcm = self.mimi.decode(safe).float().cpu().numpy()
+        tokens = [int(t) for t in out[:, 0, 0].tolist()]
+        return tokens, [pcm[b, 0].copy() if bool(valid[b]) else None for b in range(len(tokens))]

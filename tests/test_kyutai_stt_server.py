@@ -1,0 +1,161 @@
+"""Kyutai STT (`KyutaiStt`) over the real server, with a tiny random checkpoint written here.
+
+The model is random, so its words are gibberish; what is tested is the machinery: the moshi
+protocol, one `Step` per frame with the extra heads as `prs`, markers after the model delay,
+slots isolated from each other and reset for a new session, config errors naming the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+import websockets
+
+from parley.client.asr import audio_message, marker_message
+from tests.conftest import API_KEY, EVAL_DIR, ROOT, Server, load_clip, start_server
+from tests.kyutai_checkpoints import AUDIO_DELAY_SECONDS, write_tiny_stt_checkpoint
+
+FRAME = 1920
+DELAY_TOKENS = int(AUDIO_DELAY_SECONDS * 12.5)
+CLIP = EVAL_DIR / "pocketsphinx" / "librivox_0930.wav"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_stt_checkpoint(tmp_path_factory.mktemp("tiny-stt"))
+
+
+@pytest.fixture(scope="module")
+def kyutai_server(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Iterator[Server]:
+    srv = start_server(
+        tmp_path_factory.mktemp("kyutai-server"),
+        f"""
+authorized_ids = ["{API_KEY}"]
+[modules.asr]
+type = "KyutaiStt"
+path = "/api/asr-streaming"
+batch_size = 2
+hf_repo = "{checkpoint}"
+device = "cpu"
+""",
+    )
+    yield srv
+    srv.process.terminate()
+    srv.process.wait(timeout=15)
+
+
+async def session(srv: Server, pcm: np.ndarray, marker_after_s: float = 2.0) -> list[Any]:
+    """Audio as fast as the server takes it, a Marker, then silence until the Marker returns."""
+    url = f"ws://127.0.0.1:{srv.port}/api/asr-streaming"
+    got: list[Any] = []
+    async with websockets.connect(url, additional_headers={"kyutai-api-key": API_KEY}) as ws:
+        frames = [pcm[i : i + FRAME] for i in range(0, len(pcm) - FRAME + 1, FRAME)]
+        for f in frames:
+            await ws.send(audio_message(f))
+        await ws.send(marker_message(7))
+        silence = np.zeros(FRAME, np.float32)
+        for _ in range(int(marker_after_s * 12.5)):
+            await ws.send(audio_message(silence))
+        while True:
+            msg = msgpack.unpackb(await asyncio.wait_for(ws.recv(), timeout=30))
+            got.append(msg)
+            if msg["type"] in ("Marker", "Error"):
+                break
+    got.insert(0, {"frames_sent_before_marker": len(frames)})
+    return got
+
+
+def words_of(messages: list[Any]) -> list[tuple[str, float]]:
+    return [(m["text"], m["start_time"]) for m in messages if m.get("type") == "Word"]
+
+
+def test_protocol_steps_words_markers(kyutai_server: Server) -> None:
+    pcm = load_clip(CLIP)
+    messages = asyncio.run(session(kyutai_server, pcm))
+    frames_before = messages.pop(0)["frames_sent_before_marker"]
+    assert messages[0] == {"type": "Ready"}
+    steps = [m for m in messages if m["type"] == "Step"]
+    assert [s["step_idx"] for s in steps] == list(range(len(steps)))  # one per frame, in order
+    assert all(len(s["prs"]) == 4 and all(0.0 <= p <= 1.0 for p in s["prs"]) for s in steps)
+    assert messages[-1] == {"type": "Marker", "id": 7}
+    # The marker waited for its audio and the model's delay.
+    assert len(steps) >= frames_before + DELAY_TOKENS
+    words = words_of(messages)
+    assert words, "the random model produced no words at all"
+    for text, start in words:
+        assert text and text.strip() == text and " " not in text
+        assert start >= 0.0
+    starts = [s for _, s in words]
+    assert starts == sorted(starts)
+    ends = [m["stop_time"] for m in messages if m["type"] == "EndWord"]
+    assert len(ends) == len(words) and all(e >= s for e, s in zip(ends, starts, strict=True))
+
+
+def test_slots_are_isolated_and_reset(kyutai_server: Server) -> None:
+    """Greedy decoding: together each session gets exactly what it gets alone; a slot reused by
+    a new session starts clean."""
+    a = load_clip(CLIP)
+    b = np.ascontiguousarray(a[::-1])  # different audio, same length
+
+    alone_a = words_of(asyncio.run(session(kyutai_server, a)))
+    alone_b = words_of(asyncio.run(session(kyutai_server, b)))
+    assert alone_a != alone_b
+
+    async def both() -> tuple[list[Any], list[Any]]:
+        ra, rb = await asyncio.gather(session(kyutai_server, a), session(kyutai_server, b))
+        return ra, rb
+
+    together_a, together_b = asyncio.run(both())
+    assert words_of(together_a) == alone_a
+    assert words_of(together_b) == alone_b
+    again_a = words_of(asyncio.run(session(kyutai_server, a)))
+    assert again_a == alone_a
+
+
+def test_post_flushes_with_its_marker(kyutai_server: Server) -> None:
+    data = CLIP.read_bytes()
+    req = urllib.request.Request(
+        kyutai_server.http + "/api/asr-streaming", data=data, headers={"kyutai-api-key": API_KEY}
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        out = json.loads(r.read())
+    assert out and {m["type"] for m in out} <= {"Word", "EndWord"}
+    info = json.loads(urllib.request.urlopen(kyutai_server.http + "/api/modules_info").read())
+    assert info[0]["type"] == "KyutaiStt" and info[0]["extra_heads"] == 4
+
+
+def serve_fails(tmp: Path, config: str) -> str:
+    cfg = tmp / "bad.toml"
+    cfg.write_text(config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "parley", "serve", "--config", str(cfg), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2, proc.stderr
+    return proc.stderr
+
+
+def test_bad_paths_fail_at_start_naming_the_file(tmp_path: Path, checkpoint: Path) -> None:
+    missing_dir = tmp_path / "no-such-checkpoint"
+    err = serve_fails(tmp_path, f'[modules.asr]\ntype = "KyutaiStt"\nhf_repo = "{missing_dir}"\n')
+    assert str(missing_dir) in err
+    missing_file = tmp_path / "nothing.safetensors"
+    err = serve_fails(
+        tmp_path,
+        f'[modules.asr]\ntype = "KyutaiStt"\nhf_repo = "{checkpoint}"\n'
+        f'moshi_weight = "{missing_file}"\n',
+    )
+    assert str(missing_file) in err and "moshi_weight" in err
