@@ -13,14 +13,13 @@ each model step.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from parley.backends.kyutai.checkpoint import CheckpointFiles, load_checkpoint
+from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
 from parley.engine.backend import FRAME_SAMPLES, Backend
 from parley.engine.slots import Slot
 
@@ -66,22 +65,15 @@ class MoshiChatBackend(Backend):
         cpu_threads: int = 1,
         name: str = "chat",
     ) -> None:
-        if device == "cpu":
-            os.environ.setdefault("NO_TORCH_COMPILE", "1")  # see kyutai/stt.py
+        models = load_models(files, device, dtype, cpu_threads)
         import torch
         from moshi.models import LMGen
 
-        if device == "cpu":
-            torch.set_num_threads(cpu_threads)
         self._torch = torch
         self.files = files
         self.batch_size = batch_size
         self.device = device
-        info = load_checkpoint(files)
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-        self.mimi = info.get_mimi(device=device)
-        self.lm = info.get_moshi(device=device, dtype=torch_dtype)
-        self.tokenizer = info.get_text_tokenizer()
+        self.mimi, self.lm, self.tokenizer = models.mimi, models.lm, models.tokenizer
         self.lm_gen = LMGen(self.lm, temp=temp, temp_text=temp_text, support_out_of_sync=True)
         self.dep_q = self.lm.dep_q
         self.user_codebooks = self.lm.num_codebooks - self.lm.dep_q - 1

@@ -113,3 +113,33 @@ def load_checkpoint(files: CheckpointFiles) -> Any:
         config_path=files.config,
         mimi_config_path=files.mimi_config,
     )
+
+
+@dataclass
+class LoadedModels:
+    info: Any  # moshi's CheckpointInfo
+    mimi: Any
+    lm: Any
+    tokenizer: Any
+
+
+def load_models(files: CheckpointFiles, device: str, dtype: str, cpu_threads: int) -> LoadedModels:
+    """Mimi, the LM and the text tokenizer of a checkpoint, ready for streaming."""
+    import os
+
+    if device == "cpu":
+        # moshi compiles small kernels with torch.compile on first use: seconds of start-up and
+        # no gain for CPU inference. Set before moshi is imported.
+        os.environ.setdefault("NO_TORCH_COMPILE", "1")
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(cpu_threads)
+    info = load_checkpoint(files)
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    return LoadedModels(
+        info,
+        info.get_mimi(device=device),
+        info.get_moshi(device=device, dtype=torch_dtype),
+        info.get_text_tokenizer(),
+    )

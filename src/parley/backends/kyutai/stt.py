@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from parley.backends.kyutai.checkpoint import CheckpointFiles, load_checkpoint
+from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ, Backend
 from parley.engine.slots import Slot
 from parley.protocol import asr
@@ -61,26 +61,16 @@ class KyutaiSttBackend(Backend):
         cpu_threads: int = 1,
         name: str = "asr",
     ) -> None:
-        import os
-
-        if device == "cpu":
-            # moshi compiles small kernels with torch.compile on first use: seconds of start-up
-            # and no gain for CPU inference.
-            os.environ.setdefault("NO_TORCH_COMPILE", "1")
+        models = load_models(files, device, dtype, cpu_threads)
         import torch
         from moshi.models import LMGen
 
-        if device == "cpu":
-            torch.set_num_threads(cpu_threads)
         self._torch = torch
         self.files = files
         self.batch_size = batch_size
         self.device = device
-        info = load_checkpoint(files)
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-        self.mimi = info.get_mimi(device=device)
-        self.lm = info.get_moshi(device=device, dtype=torch_dtype)
-        self.tokenizer = info.get_text_tokenizer()
+        self.mimi, self.lm, self.tokenizer = models.mimi, models.lm, models.tokenizer
+        info = models.info
         self.lm_gen = LMGen(self.lm, temp=0.0, temp_text=0.0, support_out_of_sync=True)
         stt = info.stt_config or {}
         self.delay_s = float(stt.get("audio_delay_seconds", 0.0))
