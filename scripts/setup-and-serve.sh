@@ -2,5 +2,5 @@
 # First command of the README: install everything, then serve the embedded defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install.sh
+PARLEY_SKIP_BROWSER=1 scripts/install.sh  # Chromium is only for the browser tests
 exec .venv/bin/parley serve "$@"

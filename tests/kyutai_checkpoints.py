@@ -532,3 +532,192 @@ def load_tiny_stt_checkpoint(
 def load_tiny_moshi_checkpoint(directory: Path) -> loaders.CheckpointInfo:
     """`CheckpointInfo` for `write_tiny_moshi_checkpoint`, every file given locally (no Hub)."""
     return load_tiny_stt_checkpoint(directory, hf_repo="kyutai/moshiko-pytorch-bf16")
+
+
+# --- Kyutai TTS (kyutai/tts-1.6b-en_fr) --------------------------------------------------
+
+TINY_TTS_SPEAKER_DIM = 16
+"""Width of a voice embedding (`speaker_wavs` tensor conditioner `dim`; 512 in the real one)."""
+TINY_TTS_VOICE_FRAMES = 10
+"""Time length of the tiny voice embedding (reportedly 125 in Kyutai's published voices)."""
+TTS_AUDIO_DELAY = 1.28
+"""`tts_config.audio_delay` in seconds: int(1.28 * 12.5) = 16 steps of text before audio."""
+TTS_SECOND_STREAM_AHEAD = 2
+TTS_CFG_VALUES = ["1.0", "1.5", "2.0", "2.5", "3.0", "3.5", "4.0"]
+TTS_MODEL_ID = {"sig": "tiny7715", "epoch": 0}
+TTS_VOICE_NAME = "tiny_voice"
+
+
+def tiny_tts_config(text_card: int, n_q: int = TINY_N_Q, card: int = TINY_CARD) -> dict:
+    """`config.json` with the keys/structure of kyutai/tts-1.6b-en_fr, at toy sizes.
+
+    Real values (as mirrored by third-party ports; the HF file itself was not fetched):
+    card 2048, n_q = dep_q = 32, delays [0, 0] + [2] * 31, dim 2048, 16 layers x 16 heads,
+    context 500, depformer 1024 x 4 layers, low-rank (128) depformer embeddings, schedule
+    range(8) + [8] * 8 + [9] * 8 + [10] * 8, text_card 8000, demux_second_stream true.
+    """
+    half = n_q // 2
+    schedule = list(range(half)) + [half + i // 2 for i in range(n_q - half)]
+    return {
+        "card": card,
+        "n_q": n_q,
+        "dep_q": n_q,
+        "delays": [0, 0] + [2] * (n_q - 1),
+        "dim": 64,
+        "text_card": text_card,
+        "existing_text_padding_id": TEXT_PADDING_ID,
+        "num_heads": 4,
+        "num_layers": 2,
+        "hidden_scale": 4.125,
+        "causal": True,
+        "layer_scale": None,
+        "context": 500,
+        "max_period": 10000,
+        "gating": "silu",
+        "norm": "rms_norm_f32",
+        "positional_embedding": "rope",
+        "depformer_dim": 32,
+        "depformer_num_heads": 2,
+        "depformer_num_layers": 1,
+        "depformer_dim_feedforward": 96,
+        "depformer_multi_linear": True,
+        "depformer_pos_emb": "none",
+        "depformer_weights_per_step": True,
+        "depformer_low_rank_embeddings": 8,
+        "demux_second_stream": True,
+        "text_card_out": None,
+        "cross_attention": True,
+        "conditioners": {
+            "speaker_wavs": {"type": "tensor", "tensor": {"dim": TINY_TTS_SPEAKER_DIM}},
+            "cfg": {
+                "type": "lut",
+                "lut": {
+                    "n_bins": len(TTS_CFG_VALUES),
+                    "dim": 16,
+                    "tokenizer": "noop",
+                    "possible_values": list(TTS_CFG_VALUES),
+                },
+            },
+            "control": {
+                "type": "lut",
+                "lut": {"dim": 64, "n_bins": 1, "tokenizer": "noop", "possible_values": ["ok"]},
+            },
+        },
+        "fuser": {
+            "cross_attention_pos_emb": True,
+            "cross_attention_pos_emb_scale": 1,
+            "sum": ["control", "cfg"],
+            "prepend": [],
+            "cross": ["speaker_wavs"],
+        },
+        "tts_config": {
+            "audio_delay": TTS_AUDIO_DELAY,
+            "second_stream_ahead": TTS_SECOND_STREAM_AHEAD,
+        },
+        "model_id": dict(TTS_MODEL_ID),
+        "depformer_weights_per_step_schedule": schedule,
+        "model_type": "tts",
+        "lm_gen_config": {"temp": 0.6, "temp_text": 0.6, "top_k": 250, "top_k_text": 50},
+        "moshi_name": MOSHI_NAME,
+        "mimi_name": MIMI_NAME,
+        "mimi_config_name": MIMI_CONFIG_NAME,
+        "tokenizer_name": TOKENIZER_NAME,
+    }
+
+
+def tiny_tts_voice_path(directory: Path) -> Path:
+    """Where `write_tiny_tts_checkpoint` puts its voice: `<name><voice_suffix>`. Local names
+    resolve without the Hub: `tts.get_voice_path(str(directory / TTS_VOICE_NAME))` (an existing
+    local file wins) or a `"file://..."` name; otherwise it downloads from `voice_repo`."""
+    sig, epoch = TTS_MODEL_ID["sig"], TTS_MODEL_ID["epoch"]
+    return Path(directory) / f"{TTS_VOICE_NAME}.{sig}@{epoch}.safetensors"
+
+
+def write_tiny_tts_checkpoint(directory: Path, seed: int = 0) -> Path:
+    """A tiny random Kyutai TTS (DSM, like kyutai/tts-1.6b-en_fr) checkpoint plus one voice.
+
+    Writes config.json, model.safetensors, mimi.safetensors, mimi_config.json,
+    tokenizer.model and the voice `tiny_tts_voice_path(directory)` (safetensors, one key
+    ``"speaker_wavs"``: float32 ``[1, TINY_TTS_SPEAKER_DIM, TINY_TTS_VOICE_FRAMES]``, i.e.
+    ``[1, dim, T]``; real voices are ``[1, 512, T]``, reportedly T = 125); returns `directory`.
+    Same determinism as `write_tiny_stt_checkpoint`. Load with `load_tiny_tts_checkpoint`.
+
+    Facts (moshi 0.2.13, checked by tests/test_kyutai_tts_checkpoint.py)::
+
+        tts = TTSModel.from_checkpoint_info(info, n_q=8, temp=0.6, cfg_coef=2.0,
+                                            device="cpu", dtype=torch.float32)
+
+    ``n_q`` must be <= the LM's (32 real, 8 tiny; TTSModel's default 32 raises here);
+    moshi-server uses n_q=24, temp 0.6, cfg_coef 2.0, padding_between 1, max_padding 8,
+    initial_padding 2, final_padding 4. The model is not multistream: ``dep_q == n_q``,
+    ``lm.n_q - lm.dep_q == 0`` input codebooks, so every step takes ``input_tokens =
+    full((B, 0, 1), -1)``. ``tts.delay_steps = int(audio_delay * 12.5)`` = 16;
+    ``tts.machine.second_stream_ahead`` = 2; ``lm_gen.max_delay`` = 2 (acoustic delays).
+
+    CFG: the model has a ``cfg`` LUT conditioner (values 1.0 .. 4.0 step 0.5), i.e. it was
+    CFG-distilled: ``tts.valid_cfg_conditionings`` is non-empty, so do as moshi-server does:
+    ``cfg = tts.cfg_coef; tts.cfg_coef = 1.0`` and pass ``cfg_coef=cfg`` to
+    ``make_condition_attributes`` (``generate`` raises if ``tts.cfg_coef != 1`` on such a
+    model). No batch doubling then. (Only for a non-distilled model, ``LMGen(cfg_coef != 1)``
+    needs ``condition_tensors`` for ``2B`` rows: ``attrs + dropout_all_conditions(attrs)``,
+    and masks/resets are repeated x2 internally.)
+
+    Voice: ``attrs = tts.make_condition_attributes([voice_path], cfg_coef=2.0)`` (path must
+    end in ``.safetensors``; up to 5 voices, ``max_speakers``; moshi-server passes
+    ``[file, file]``); ``tts.get_voice_path(name)`` = ``hf_get(name + voice_suffix,
+    voice_repo)`` with ``voice_suffix = f".{sig}@{epoch}.safetensors"`` from ``model_id``.
+    ``condition_tensors = lm.condition_provider.prepare_and_provide([attrs_b0, attrs_b1])``
+    (one per row, may differ). Per-slot voice change without rebuilding LMGen (moshi-server):
+    ``cross = lm.fuser.get_cross(condition_provider.prepare_and_provide([attrs]))`` then for
+    every ``StreamingMultiheadAttention`` with ``.cross_attention``: ``k, v =
+    m._compute_cross_attention(cross, cross)``; ``m._streaming_state.k_cross[b] = k[0]``
+    (same for ``v_cross``). The control/cfg ``sum`` condition is fixed per LMGen.
+
+    Streaming word by word (moshi-server ``rust/moshi-server/tts.py``): ``LMGen(lm,
+    temp=.6, temp_text=.6, cfg_coef=1.0, condition_tensors=..., on_text_hook=...,
+    on_audio_hook=..., support_out_of_sync=True)``; ``lm_gen.streaming_forever(B)``,
+    ``mimi.streaming_forever(B)``. Per slot keep ``state = tts.machine.new_state([])`` and
+    an ``offset``. A word is ``Entry(tts.tokenizer.encode(word), word, padding=max(0,
+    padding_between + len(tokens) - 1))`` appended to ``state.entries`` (the first word
+    of a turn gets the speaker token 1 (``token_ids.main``) prepended; use
+    ``tts.prepare_script([text], padding_between=1)`` for whole texts; a pause is
+    ``Entry([], "", padding=n_steps)``). The on_text_hook gets the sampled text tokens
+    ``[B]`` and must overwrite them in place with ``tts.machine.process(offset_b, state_b,
+    token)[0]`` (the second value is True when a word was consumed). The on_audio_hook
+    gets ``[B, dep_q]`` and must set ``-1`` (``token_ids.zero``) where ``offset_b <
+    delays[1 + q] + delay_steps`` (use ``lm_gen._streaming_state.offsets`` for per-row
+    offsets). Each step: ``frame = lm_gen.step(input_tokens)`` -> long ``[B, 1 + dep_q, 1]``
+    (``-2`` for masked/too-early rows); ``pcm = mimi.decode(frame[:, 1:].clamp(min=0))``
+    -> float32 ``[B, 1, 1920]`` at 24 kHz, valid once ``offset_b - max_delay >=
+    delay_steps`` (earlier frames are silence placeholders: the codes are -1/-2).
+
+    Missing words: the machine pops a word when the model asks for one, so a slot may only
+    step while it has enough queued: ``len(entries with tokens) >= second_stream_ahead + 1``
+    (moshi-server ``ClientState.is_active``; an empty-token pause entry is always enough),
+    unless the text is complete. Otherwise do not step it: ``lm_gen.set_exec_mask(m)`` and
+    ``mimi.set_exec_mask(m_audio)`` with False for that row (moshi-server flags it
+    MISSING_WORDS) and don't advance its offset. End of stream: once the client has sent
+    all words, the machine sets ``state.end_step`` when the model asks for a word and none is
+    left; the slot is done when ``offset >= end_step + delay_steps + final_padding +
+    max_delay`` (moshi-server's IS_EOS). New request in slot b: ``client.state =
+    machine.new_state([])``, offset 0, ``lm_gen.reset_streaming(mask)``,
+    ``mimi.reset_streaming(mask)`` (mask True at b).
+
+    Word timing: ``state.transcript`` = ``[(entry.text, step)]`` and
+    ``state.consumption_times`` (steps at which each entry, pauses included, was popped);
+    ``step`` is the slot offset at that call, in 80 ms frames of *text* time. Audio lags by
+    ``delay_steps``: the word starts about ``(step - delay_steps) / 12.5`` s into the audio
+    counted from the first valid PCM frame; it stops where the next word starts (no explicit
+    stop time; moshi's ``TTSResult.all_transcripts`` is the same data). moshi-server's
+    WORD_FINISHED flag fires on each consumption.
+    """
+    directory = _write_checkpoint(directory, seed, lambda text_card: tiny_tts_config(text_card))
+    generator = torch.Generator().manual_seed(seed + 2)
+    voice = torch.randn(1, TINY_TTS_SPEAKER_DIM, TINY_TTS_VOICE_FRAMES, generator=generator)
+    save_file({"speaker_wavs": voice.contiguous()}, str(tiny_tts_voice_path(directory)))
+    return directory
+
+
+def load_tiny_tts_checkpoint(directory: Path) -> loaders.CheckpointInfo:
+    """`CheckpointInfo` for `write_tiny_tts_checkpoint`, every file given locally (no Hub)."""
+    return load_tiny_stt_checkpoint(directory, hf_repo="kyutai/tts-1.6b-en_fr")

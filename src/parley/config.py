@@ -84,8 +84,16 @@ MODULE_OPTIONS["MoshiChat"] = {
     "temp": ((int, float), 0.8),  # audio sampling temperature
     "temp_text": ((int, float), 0.7),
 }
+MODULE_OPTIONS["KyutaiTts"] = {
+    **{k: v for k, v in MODULE_OPTIONS["KyutaiStt"].items() if k != "asr_delay_in_tokens"},
+    "voice": (str, ""),  # a voice embedding file (.safetensors), required
+    "n_q": (int, 24),  # audio codebooks generated (moshi-server uses 24 of 32)
+    "temp": ((int, float), 0.6),
+    "cfg_coef": ((int, float), 2.0),
+}
 DEFAULT_PATHS = {
     "WhisperStreaming": "/api/asr-streaming",
+    "KyutaiTts": "/api/tts_streaming",
     "PiperTts": "/api/tts_streaming",
     "KyutaiStt": "/api/asr-streaming",
     "MoshiChat": "/api/chat",
@@ -225,7 +233,9 @@ def parse(data: dict[str, Any], source: str) -> Config:
             options.setdefault(key, default)
         if options.get("cpu_threads", 1) < 1:
             raise ConfigError(f"{prefix}.cpu_threads: must be at least 1")
-        if mtype in ("KyutaiStt", "MoshiChat"):
+        if mtype == "KyutaiTts" and not options["voice"]:
+            raise ConfigError(f"{prefix}.voice: required (a voice embedding .safetensors file)")
+        if mtype in ("KyutaiStt", "MoshiChat", "KyutaiTts"):
             if options["dtype"] not in ("float32", "bfloat16"):
                 raise ConfigError(
                     f"{prefix}.dtype: 'float32' or 'bfloat16', got {options['dtype']!r}"

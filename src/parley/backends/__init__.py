@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from parley.config import ModuleConfig
 from parley.engine.backend import Backend
@@ -89,6 +90,31 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             device=o["device"],
             dtype=o["dtype"],
             delay_tokens=None if delay < 0 else delay,
+            cpu_threads=o["cpu_threads"],
+            name=cfg.name,
+        )
+    if cfg.type == "KyutaiTts":
+        from parley.backends.kyutai.checkpoint import CheckpointError, find_files
+        from parley.backends.kyutai.tts import KyutaiTtsBackend, voice_name
+
+        o = cfg.options
+        files = find_files(o)
+        voice = Path(o["voice"]).expanduser()
+        if not voice.is_file():
+            raise CheckpointError(f"voice: file {voice} does not exist")
+        log.info(
+            "module %s: loading Kyutai TTS %s on %s", cfg.name, files.moshi_weight, o["device"]
+        )
+        return KyutaiTtsBackend(
+            files,
+            voice,
+            voice_name(voice),
+            cfg.batch_size,
+            device=o["device"],
+            dtype=o["dtype"],
+            n_q=o["n_q"],
+            temp=float(o["temp"]),
+            cfg_coef=float(o["cfg_coef"]),
             cpu_threads=o["cpu_threads"],
             name=cfg.name,
         )

@@ -70,7 +70,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         elif module.info.kind == "MoshiChat":
             chat = ChatRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, chat.websocket))
-        elif module.info.kind == "PiperTts":
+        elif module.info.kind in ("PiperTts", "KyutaiTts"):
             tts = TtsRoutes(module, ids)
             first_tts = first_tts or tts
             routes.append(WebSocketRoute(module.info.path, tts.websocket))

@@ -18,7 +18,6 @@ from parley.audio.encode import to_s16le, wav_header
 from parley.backends.tts.piper import (
     Configure,
     EndOfText,
-    PiperTtsBackend,
     SpeakText,
     StreamEnd,
 )
@@ -42,10 +41,9 @@ class TtsRoutes:
     def __init__(self, module: Module, authorized_ids: set[str]) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
-        backend = module.backend
-        assert isinstance(backend, PiperTtsBackend)
+        backend: Any = module.backend  # PiperTts or KyutaiTts: both take the same session items
         self.voices = backend.voices
-        self.default_voice = backend.options.default_voice
+        self.default_voice = backend.default_voice
         self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))
         self.labels = {"module": module.info.name}
 
@@ -145,7 +143,8 @@ class TtsRoutes:
                 errors.put_nowait(
                     (
                         CLOSE_POLICY,
-                        "Piper voices cannot use Voice embeddings; choose a voice with ?voice= "
+                        "this server's voices cannot take Voice embeddings; choose a voice with "
+                        "?voice= "
                         f"(known: {', '.join(sorted(self.voices))})",
                     )
                 )

@@ -123,23 +123,32 @@ class LoadedModels:
     tokenizer: Any
 
 
-def load_models(files: CheckpointFiles, device: str, dtype: str, cpu_threads: int) -> LoadedModels:
-    """Mimi, the LM and the text tokenizer of a checkpoint, ready for streaming."""
+def prepare_torch(device: str, cpu_threads: int) -> Any:
+    """torch, set up for moshi on `device`; call before moshi is imported."""
     import os
 
     if device == "cpu":
         # moshi compiles small kernels with torch.compile on first use: seconds of start-up and
-        # no gain for CPU inference. Set before moshi is imported.
+        # no gain for CPU inference.
         os.environ.setdefault("NO_TORCH_COMPILE", "1")
     import torch
 
     if device == "cpu":
         torch.set_num_threads(cpu_threads)
+    return torch
+
+
+def torch_dtype(torch: Any, dtype: str) -> Any:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+
+
+def load_models(files: CheckpointFiles, device: str, dtype: str, cpu_threads: int) -> LoadedModels:
+    """Mimi, the LM and the text tokenizer of a checkpoint, ready for streaming."""
+    torch = prepare_torch(device, cpu_threads)
     info = load_checkpoint(files)
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     return LoadedModels(
         info,
         info.get_mimi(device=device),
-        info.get_moshi(device=device, dtype=torch_dtype),
+        info.get_moshi(device=device, dtype=torch_dtype(torch, dtype)),
         info.get_text_tokenizer(),
     )

@@ -141,6 +141,10 @@ class PiperTtsBackend(Backend):
         self._labels = {"module": name}
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix=f"piper-{name}")
 
+    @property
+    def default_voice(self) -> str:
+        return self.options.default_voice
+
     def describe(self) -> dict[str, Any]:
         return {
             "voices": sorted(self.voices),

@@ -1,0 +1,83 @@
+"""Kyutai TTS (`KyutaiTts`) over the real server, with a tiny random checkpoint written here.
+
+The model is random, so its audio is noise-like; what is tested is the machinery on the moshi
+TTS protocol: `Ready`, 1920-sample frames at 24 kHz, a `Text` with times for each word sent,
+`Eos` ending the stream, unknown voices refused, two sessions at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from parley.client.tts import ServerError, SpeechResult, speak
+from tests.conftest import API_KEY, Server, start_server
+from tests.kyutai_checkpoints import (
+    TTS_VOICE_NAME,
+    tiny_tts_voice_path,
+    write_tiny_tts_checkpoint,
+)
+
+
+@pytest.fixture(scope="module")
+def kyutai_tts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    checkpoint = write_tiny_tts_checkpoint(tmp_path_factory.mktemp("tiny-tts"))
+    srv = start_server(
+        tmp_path_factory.mktemp("kyutai-tts-server"),
+        f"""
+authorized_ids = ["{API_KEY}"]
+[modules.tts]
+type = "KyutaiTts"
+batch_size = 2
+hf_repo = "{checkpoint}"
+voice = "{tiny_tts_voice_path(checkpoint)}"
+n_q = 8
+""",
+    )
+    yield srv
+    srv.process.terminate()
+    srv.process.wait(timeout=15)
+
+
+def base(srv: Server) -> str:
+    return f"ws://127.0.0.1:{srv.port}"
+
+
+def check(result: SpeechResult, words: list[str]) -> None:
+    assert result.ready
+    assert result.frames and all(len(f) == 1920 for f in result.frames)
+    duration_s = len(result.frames) * 0.08
+    assert [w.text for w in result.words] == words
+    starts = [w.start_s for w in result.words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start_s <= w.stop_s <= duration_s + 1e-6 for w in result.words)
+
+
+def test_words_in_frames_and_timestamps_out(kyutai_tts: Server) -> None:
+    words = "hello there this is a tiny random voice".split()
+    result = asyncio.run(speak(base(kyutai_tts), words, voice=TTS_VOICE_NAME))
+    check(result, words)
+
+
+def test_default_voice_two_sessions_and_llm_pace(kyutai_tts: Server) -> None:
+    a = "one two three four five".split()
+    b = "the other stream speaks too".split()
+
+    async def run() -> tuple[SpeechResult, SpeechResult]:
+        return await asyncio.gather(
+            speak(base(kyutai_tts), a, words_per_s=20),
+            speak(base(kyutai_tts), b, words_per_s=10),
+        )
+
+    ra, rb = asyncio.run(run())
+    check(ra, a)
+    check(rb, b)
+
+
+def test_unknown_voice_and_empty_text(kyutai_tts: Server) -> None:
+    with pytest.raises(ServerError, match="unknown voice"):
+        asyncio.run(speak(base(kyutai_tts), ["hi"], voice="nobody"))
+    empty = asyncio.run(speak(base(kyutai_tts), []))
+    assert empty.ready and not empty.words
