@@ -81,3 +81,59 @@ def test_unknown_voice_and_empty_text(kyutai_tts: Server) -> None:
         asyncio.run(speak(base(kyutai_tts), ["hi"], voice="nobody"))
     empty = asyncio.run(speak(base(kyutai_tts), []))
     assert empty.ready and not empty.words
+
+
+@pytest.fixture(scope="module")
+def two_voices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Greedy decoding (temp 0) and a folder of two voices, to compare sessions exactly."""
+    from safetensors.torch import load_file, save_file
+
+    checkpoint = write_tiny_tts_checkpoint(tmp_path_factory.mktemp("tiny-tts-2"))
+    voices = tmp_path_factory.mktemp("voices")
+    original = tiny_tts_voice_path(checkpoint)
+    (voices / original.name).write_bytes(original.read_bytes())
+    tensors = load_file(str(original))
+    other = {k: (v.flip(-1) * -1.5).contiguous() for k, v in tensors.items()}
+    save_file(other, str(voices / original.name.replace(TTS_VOICE_NAME, "other_voice")))
+    srv = start_server(
+        tmp_path_factory.mktemp("kyutai-tts-voices"),
+        f"""
+authorized_ids = ["{API_KEY}"]
+[modules.tts]
+type = "KyutaiTts"
+batch_size = 2
+hf_repo = "{checkpoint}"
+voices_dir = "{voices}"
+voice = "{TTS_VOICE_NAME}"
+n_q = 8
+temp = 0.0
+""",
+    )
+    yield srv
+    srv.process.terminate()
+    srv.process.wait(timeout=15)
+
+
+def test_voices_per_session_are_isolated(two_voices: Server) -> None:
+    """Each session speaks with its own voice in the same batch; a slot that changes voice
+    gives exactly what a fresh session with that voice gives."""
+    import numpy as np
+
+    words = "a short sentence to compare".split()
+
+    def say(voice: str) -> np.ndarray:
+        return asyncio.run(speak(base(two_voices), words, voice=voice)).pcm
+
+    first_a, first_b = say(TTS_VOICE_NAME), say("other_voice")
+    assert first_a.shape == first_b.shape and not np.allclose(first_a, first_b)
+    assert np.array_equal(say(TTS_VOICE_NAME), first_a)  # the slot switched back cleanly
+
+    async def both() -> tuple[SpeechResult, SpeechResult]:
+        return await asyncio.gather(
+            speak(base(two_voices), words, voice="other_voice"),
+            speak(base(two_voices), words, voice=TTS_VOICE_NAME),
+        )
+
+    together_b, together_a = asyncio.run(both())
+    assert np.array_equal(together_a.pcm, first_a)
+    assert np.array_equal(together_b.pcm, first_b)

@@ -86,7 +86,8 @@ MODULE_OPTIONS["MoshiChat"] = {
 }
 MODULE_OPTIONS["KyutaiTts"] = {
     **{k: v for k, v in MODULE_OPTIONS["KyutaiStt"].items() if k != "asr_delay_in_tokens"},
-    "voice": (str, ""),  # a voice embedding file (.safetensors), required
+    "voice": (str, ""),  # the default voice: an embedding file, or a name in voices_dir
+    "voices_dir": (str, ""),  # a folder of voice embeddings (.safetensors), e.g. kyutai/tts-voices
     "n_q": (int, 24),  # audio codebooks generated (moshi-server uses 24 of 32)
     "temp": ((int, float), 0.6),
     "cfg_coef": ((int, float), 2.0),
@@ -234,7 +235,7 @@ def parse(data: dict[str, Any], source: str) -> Config:
         if options.get("cpu_threads", 1) < 1:
             raise ConfigError(f"{prefix}.cpu_threads: must be at least 1")
         if mtype == "KyutaiTts" and not options["voice"]:
-            raise ConfigError(f"{prefix}.voice: required (a voice embedding .safetensors file)")
+            raise ConfigError(f"{prefix}.voice: required (a voice embedding file or a name)")
         if mtype in ("KyutaiStt", "MoshiChat", "KyutaiTts"):
             if options["dtype"] not in ("float32", "bfloat16"):
                 raise ConfigError(

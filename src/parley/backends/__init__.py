@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from parley.config import ModuleConfig
 from parley.engine.backend import Backend
@@ -94,21 +93,19 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             name=cfg.name,
         )
     if cfg.type == "KyutaiTts":
-        from parley.backends.kyutai.checkpoint import CheckpointError, find_files
-        from parley.backends.kyutai.tts import KyutaiTtsBackend, voice_name
+        from parley.backends.kyutai.checkpoint import find_files
+        from parley.backends.kyutai.tts import KyutaiTtsBackend, find_voices
 
         o = cfg.options
         files = find_files(o)
-        voice = Path(o["voice"]).expanduser()
-        if not voice.is_file():
-            raise CheckpointError(f"voice: file {voice} does not exist")
+        voice_files, default_voice = find_voices(o["voice"], o["voices_dir"])
         log.info(
             "module %s: loading Kyutai TTS %s on %s", cfg.name, files.moshi_weight, o["device"]
         )
         return KyutaiTtsBackend(
             files,
-            voice,
-            voice_name(voice),
+            voice_files,
+            default_voice,
             cfg.batch_size,
             device=o["device"],
             dtype=o["dtype"],

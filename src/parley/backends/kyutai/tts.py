@@ -9,9 +9,12 @@ counted as a missing-words step. Audio frames start `delay_steps + max_delay` st
 stream; each word's `Text` goes out just before the frame where it starts (text step / 12.5 s),
 and the stream ends `final_padding` steps after the state machine's end step.
 
-Voice: one voice embedding file per module (the checkpoint was trained with CFG distillation,
-so `cfg_coef` is a condition, not batch doubling). `Voice` messages and per-session voice
-changes are not supported yet.
+Voices: embedding files (a folder of them, plus the default). Each voice's conditioning
+(summed cfg condition, cross-attention source) is computed once; when a session takes a slot its
+voice is written into that row of `LMGen`'s condition tensors and of every cross-attention
+layer's cached keys/values (moshi-server swaps voices the same way), so slots speak with
+different voices in one batch. CFG-distilled checkpoints take `cfg_coef` as a condition (no
+batch doubling). `Voice` embedding messages are not supported yet.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ PADDING_BETWEEN = 1  # moshi-server: padding steps after each word, beyond its t
 class _Stream:
     slot: Slot
     state: Any  # moshi.models.tts.State
+    voice: str = ""
     offset: int = 0
     complete: bool = False
     first_word: bool = True
@@ -65,8 +69,8 @@ class KyutaiTtsBackend(Backend):
     def __init__(
         self,
         files: CheckpointFiles,
-        voice_file: Path,
-        voice_name: str,
+        voices: dict[str, Path],
+        default_voice: str,
         batch_size: int,
         device: str = "cpu",
         dtype: str = "float32",
@@ -92,17 +96,30 @@ class KyutaiTtsBackend(Backend):
         )  # fmt: skip
         self.machine = self.model.machine
         self.lm, self.mimi = self.model.lm, self.model.mimi
-        self.voices = {voice_name: voice_file}
-        self.default_voice = voice_name
+        self.voices = voices
+        self.default_voice = default_voice
         # CFG-distilled checkpoints take the coefficient as a condition (no batch doubling).
         distilled = bool(self.model.valid_cfg_conditionings)
         self.model.cfg_coef = 1.0 if distilled else cfg_coef
-        attributes = self.model.make_condition_attributes(
-            [voice_file], cfg_coef=cfg_coef if distilled else None
-        )
         provider = self.lm.condition_provider
         assert provider is not None, "a Kyutai TTS checkpoint has conditioners (voice, cfg)"
-        conditions = provider.prepare_and_provide([attributes] * batch_size)
+        self._conditions: dict[str, Any] = {}
+        for name, path in voices.items():
+            attributes = self.model.make_condition_attributes(
+                [path], cfg_coef=cfg_coef if distilled else None
+            )
+            self._conditions[name] = provider.prepare_and_provide([attributes])
+        shapes = {n: _shapes(self.lm, c) for n, c in self._conditions.items()}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"voice embeddings differ in shape: {shapes}")
+        conditions = provider.prepare_and_provide(
+            [
+                self.model.make_condition_attributes(
+                    [voices[default_voice]], cfg_coef=cfg_coef if distilled else None
+                )
+            ]
+            * batch_size
+        )
         self._streams: list[_Stream | None] = [None] * batch_size
         self._active = [False] * batch_size
         self.lm_gen = LMGen(
@@ -121,6 +138,7 @@ class KyutaiTtsBackend(Backend):
             (batch_size, self.lm.n_q - self.lm.dep_q, 1), self.machine.token_ids.zero
         )
         self._to_reset: set[int] = set()
+        self._row_voice: list[str] = [default_voice] * batch_size
         self._labels = {"module": name}
 
     def describe(self) -> dict[str, Any]:
@@ -171,6 +189,9 @@ class KyutaiTtsBackend(Backend):
             self.lm_gen.reset_streaming(mask)
             self.mimi.reset_streaming(mask)
             self._to_reset.clear()
+        for b, s in enumerate(self._streams):
+            if s is not None and s.voice != self._row_voice[b]:
+                self._set_row_voice(b, s.voice)
         lookahead = self.machine.second_stream_ahead
         for b, s in enumerate(self._streams):
             self._active[b] = bool(
@@ -215,7 +236,7 @@ class KyutaiTtsBackend(Backend):
                 if item.voice not in self.voices:
                     slot.emit(ErrorMessage(f"unknown voice {item.voice!r}"))
                     continue
-                s = _Stream(slot, self.machine.new_state([]))
+                s = _Stream(slot, self.machine.new_state([]), voice=item.voice)
                 self._streams[slot.index] = s
             elif s is None or s.done:
                 continue
@@ -223,6 +244,34 @@ class KyutaiTtsBackend(Backend):
                 self._add_words(s, item.text)
             elif isinstance(item, EndOfText | Flush):
                 s.complete = s.complete or isinstance(item, EndOfText)
+
+    def _set_row_voice(self, b: int, voice: str) -> None:
+        """Writes `voice` into batch row `b` of the conditioning and cached cross-attention."""
+        from moshi.modules.transformer import StreamingMultiheadAttention
+
+        state = self.lm_gen._streaming_state
+        assert state is not None
+        tensors = self._conditions[voice]
+        fuser = self.lm.fuser
+        with self._torch.no_grad():
+            summed = fuser.get_sum(tensors) if fuser is not None else None
+            cross = fuser.get_cross(tensors) if fuser is not None else None
+            if summed is not None and state.condition_sum is not None:
+                state.condition_sum[b] = summed[0].to(state.condition_sum.dtype)
+            if cross is not None and state.condition_cross is not None:
+                row = cross.to(state.condition_cross.dtype)
+                state.condition_cross[b] = row[0]
+                for module in self.lm.modules():
+                    if not isinstance(module, StreamingMultiheadAttention):
+                        continue
+                    mha = module._streaming_state
+                    if not module.cross_attention or mha is None or mha.k_cross is None:
+                        continue
+                    assert mha.v_cross is not None
+                    k, v = module._compute_cross_attention(row, row)
+                    mha.k_cross[b] = k[0]
+                    mha.v_cross[b] = v[0]
+        self._row_voice[b] = voice
 
     def _add_words(self, s: _Stream, text: str) -> None:
         from moshi.models.tts import Entry
@@ -266,6 +315,33 @@ class KyutaiTtsBackend(Backend):
         s.pending_words.clear()
         s.slot.emit(StreamEnd())
         s.done = True
+
+
+def _shapes(lm: Any, tensors: Any) -> tuple[Any, ...]:
+    fuser = lm.fuser
+    summed = fuser.get_sum(tensors) if fuser is not None else None
+    cross = fuser.get_cross(tensors) if fuser is not None else None
+    return tuple(None if t is None else tuple(t.shape) for t in (summed, cross))
+
+
+def find_voices(voice: str, voices_dir: str) -> tuple[dict[str, Path], str]:
+    """All voices (name -> file) and the default's name: `voice` is a file or a name in
+    `voices_dir`; every `.safetensors` under `voices_dir` is a voice, named by its path there."""
+    voices: dict[str, Path] = {}
+    if voices_dir:
+        root = Path(voices_dir).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"voices_dir: directory {root} does not exist")
+        for path in sorted(root.rglob("*.safetensors")):
+            rel = path.relative_to(root)
+            voices[str(rel.parent / voice_name(path)).removeprefix("./")] = path
+    as_file = Path(voice).expanduser()
+    if as_file.is_file():
+        voices.setdefault(voice_name(as_file), as_file)
+        return voices, voice_name(as_file)
+    if voice in voices:
+        return voices, voice
+    raise ValueError(f"voice: {voice!r} is neither a file nor a voice in voices_dir")
 
 
 def _ready(state: Any, complete: bool, lookahead: int) -> bool:
