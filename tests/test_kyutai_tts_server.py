@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,24 +22,29 @@ from tests.kyutai_checkpoints import (
 )
 
 
-@pytest.fixture(scope="module")
-def kyutai_tts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    checkpoint = write_tiny_tts_checkpoint(tmp_path_factory.mktemp("tiny-tts"))
+def serve_tiny_tts(tmp: pytest.TempPathFactory, checkpoint: Path, options: str) -> Iterator[Server]:
     srv = start_server(
-        tmp_path_factory.mktemp("kyutai-tts-server"),
+        tmp.mktemp("kyutai-tts-server"),
         f"""
 authorized_ids = ["{API_KEY}"]
 [modules.tts]
 type = "KyutaiTts"
 batch_size = 2
 hf_repo = "{checkpoint}"
-voice = "{tiny_tts_voice_path(checkpoint)}"
 n_q = 8
+{options}
 """,
     )
     yield srv
     srv.process.terminate()
     srv.process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def kyutai_tts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    checkpoint = write_tiny_tts_checkpoint(tmp_path_factory.mktemp("tiny-tts"))
+    voice = f'voice = "{tiny_tts_voice_path(checkpoint)}"'
+    yield from serve_tiny_tts(tmp_path_factory, checkpoint, voice)
 
 
 def base(srv: Server) -> str:
@@ -95,23 +101,8 @@ def two_voices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tensors = load_file(str(original))
     other = {k: (v.flip(-1) * -1.5).contiguous() for k, v in tensors.items()}
     save_file(other, str(voices / original.name.replace(TTS_VOICE_NAME, "other_voice")))
-    srv = start_server(
-        tmp_path_factory.mktemp("kyutai-tts-voices"),
-        f"""
-authorized_ids = ["{API_KEY}"]
-[modules.tts]
-type = "KyutaiTts"
-batch_size = 2
-hf_repo = "{checkpoint}"
-voices_dir = "{voices}"
-voice = "{TTS_VOICE_NAME}"
-n_q = 8
-temp = 0.0
-""",
-    )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
+    options = f'voices_dir = "{voices}"\nvoice = "{TTS_VOICE_NAME}"\ntemp = 0.0'
+    yield from serve_tiny_tts(tmp_path_factory, checkpoint, options)
 
 
 def test_voices_per_session_are_isolated(two_voices: Server) -> None:
