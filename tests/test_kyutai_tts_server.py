@@ -90,8 +90,8 @@ def test_unknown_voice_and_empty_text(kyutai_tts: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_voices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Greedy decoding (temp 0) and a folder of two voices, to compare sessions exactly."""
+def voice_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(checkpoint, a folder of two voices, the second voice's file)."""
     from safetensors.torch import load_file, save_file
 
     checkpoint = write_tiny_tts_checkpoint(tmp_path_factory.mktemp("tiny-tts-2"))
@@ -100,7 +100,17 @@ def two_voices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (voices / original.name).write_bytes(original.read_bytes())
     tensors = load_file(str(original))
     other = {k: (v.flip(-1) * -1.5).contiguous() for k, v in tensors.items()}
-    save_file(other, str(voices / original.name.replace(TTS_VOICE_NAME, "other_voice")))
+    other_file = voices / original.name.replace(TTS_VOICE_NAME, "other_voice")
+    save_file(other, str(other_file))
+    return checkpoint, voices, other_file
+
+
+@pytest.fixture(scope="module")
+def two_voices(
+    tmp_path_factory: pytest.TempPathFactory, voice_folder: tuple[Path, Path, Path]
+) -> Iterator[Server]:
+    """Greedy decoding (temp 0) and a folder of two voices, to compare sessions exactly."""
+    checkpoint, voices, _ = voice_folder
     options = f'voices_dir = "{voices}"\nvoice = "{TTS_VOICE_NAME}"\ntemp = 0.0'
     yield from serve_tiny_tts(tmp_path_factory, checkpoint, options)
 
@@ -128,3 +138,40 @@ def test_voices_per_session_are_isolated(two_voices: Server) -> None:
     together_b, together_a = asyncio.run(both())
     assert np.array_equal(together_a.pcm, first_a)
     assert np.array_equal(together_b.pcm, first_b)
+
+
+def test_voice_message_embedding(two_voices: Server, voice_folder: tuple[Path, Path, Path]) -> None:
+    """A `Voice` message carrying the other voice's embedding speaks exactly like that voice;
+    an embedding of the wrong shape gets a clear error."""
+    import msgpack
+    import numpy as np
+    import websockets
+    from safetensors.torch import load_file
+
+    words = "a short sentence to compare".split()
+    by_name = asyncio.run(speak(base(two_voices), words, voice="other_voice")).pcm
+    other_file = voice_folder[2]
+    embedding = load_file(str(other_file))["speaker_wavs"]
+
+    async def run(values: list[float], shape: list[int]) -> tuple[np.ndarray, list[str]]:
+        url = f"{base(two_voices)}/api/tts_streaming?format=PcmMessagePack"
+        frames, errors = [], []
+        async with websockets.connect(url, additional_headers={"kyutai-api-key": API_KEY}) as ws:
+            await ws.send(msgpack.packb({"type": "Voice", "embeddings": values, "shape": shape}))
+            for w in words:
+                await ws.send(msgpack.packb({"type": "Text", "text": w}))
+            await ws.send(msgpack.packb({"type": "Eos"}))
+            async for raw in ws:
+                msg = msgpack.unpackb(raw)
+                if msg["type"] == "Audio":
+                    frames.append(np.asarray(msg["pcm"], np.float32))
+                elif msg["type"] == "Error":
+                    errors.append(msg["message"])
+        pcm = np.concatenate(frames) if frames else np.zeros(0, np.float32)
+        return pcm, errors
+
+    values = embedding.flatten().tolist()
+    pcm, errors = asyncio.run(run(values, list(embedding.shape)))
+    assert not errors and np.array_equal(pcm, by_name)
+    _, errors = asyncio.run(run(values[:-1], [1, len(values) - 1]))
+    assert len(errors) == 1 and "this model takes shape" in errors[0]

@@ -107,6 +107,8 @@ class TtsRoutes:
         self, ws: WebSocket, session: Session, errors: asyncio.Queue[tuple[int, str]]
     ) -> None:
         ended = False
+        spoke = False
+        takes_embeddings = bool(getattr(self.module.backend, "takes_voice_embeddings", False))
         while True:
             try:
                 message = await asyncio.wait_for(
@@ -135,9 +137,16 @@ class TtsRoutes:
                 return
             if isinstance(msg, tts.Text):
                 session.push(SpeakText(msg.text, end_word=True))
+                spoke = True
             elif isinstance(msg, tts.Eos):
                 session.push(EndOfText())
                 ended = True
+            elif takes_embeddings and not spoke:
+                session.push(msg)  # the backend checks the embedding's shape
+            elif takes_embeddings:
+                self.count_error("protocol")
+                errors.put_nowait((CLOSE_POLICY, "a Voice message must come before any Text"))
+                return
             else:  # Voice embeddings
                 self.count_error("protocol")
                 errors.put_nowait(

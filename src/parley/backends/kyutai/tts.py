@@ -14,7 +14,8 @@ Voices: embedding files (a folder of them, plus the default). Each voice's condi
 voice is written into that row of `LMGen`'s condition tensors and of every cross-attention
 layer's cached keys/values (moshi-server swaps voices the same way), so slots speak with
 different voices in one batch. CFG-distilled checkpoints take `cfg_coef` as a condition (no
-batch doubling). `Voice` embedding messages are not supported yet.
+batch doubling). A session may also send its own embedding (`Voice` message, before any text):
+it gets the same treatment, if its shape is the voices' shape.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class _Stream:
 class KyutaiTtsBackend(Backend):
     kind = "KyutaiTts"
     metrics_prefix = "py"
+    takes_voice_embeddings = True
 
     def __init__(
         self,
@@ -112,6 +114,10 @@ class KyutaiTtsBackend(Backend):
         shapes = {n: _shapes(self.lm, c) for n, c in self._conditions.items()}
         if len(set(shapes.values())) > 1:
             raise ValueError(f"voice embeddings differ in shape: {shapes}")
+        from safetensors.torch import load_file
+
+        self._cfg_condition = cfg_coef if distilled else None
+        self.embedding_shape = tuple(load_file(str(voices[default_voice]))["speaker_wavs"].shape)
         conditions = provider.prepare_and_provide(
             [
                 self.model.make_condition_attributes(
@@ -176,8 +182,34 @@ class KyutaiTtsBackend(Backend):
         self._to_reset.add(slot.index)
 
     def detach(self, index: int) -> None:
+        s = self._streams[index]
+        if s is not None and s.voice.startswith("#"):
+            self._conditions.pop(s.voice, None)  # a session's own embedding
         self._streams[index] = None
         self._active[index] = False
+
+    def _add_embedding(self, channel_id: int, voice: tts.Voice) -> str:
+        """Conditioning for a session's own voice embedding; its key in `_conditions`."""
+        import tempfile
+
+        from safetensors.torch import save_file
+
+        shape = tuple(voice.shape)
+        if shape != self.embedding_shape or voice.embeddings.size != int(np.prod(shape)):
+            raise ValueError(
+                f"voice embedding of shape {list(shape)} with {voice.embeddings.size} values; "
+                f"this model takes shape {list(self.embedding_shape)}"
+            )
+        tensor = self._torch.from_numpy(voice.embeddings.reshape(shape).astype(np.float32))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "voice.safetensors"  # moshi reads voices from files
+            save_file({"speaker_wavs": tensor.contiguous()}, str(path))
+            attributes = self.model.make_condition_attributes([path], cfg_coef=self._cfg_condition)
+        provider = self.lm.condition_provider
+        assert provider is not None
+        key = f"#embedding-{channel_id}"
+        self._conditions[key] = provider.prepare_and_provide([attributes])
+        return key
 
     def step(self, slots: Sequence[Slot]) -> bool:
         torch = self._torch
@@ -244,6 +276,12 @@ class KyutaiTtsBackend(Backend):
                 self._add_words(s, item.text)
             elif isinstance(item, EndOfText | Flush):
                 s.complete = s.complete or isinstance(item, EndOfText)
+            elif isinstance(item, tts.Voice):
+                try:
+                    s.voice = self._add_embedding(slot.channel_id, item)
+                except ValueError as exc:
+                    slot.emit(ErrorMessage(str(exc)))
+                    s.done = True
 
     def _set_row_voice(self, b: int, voice: str) -> None:
         """Writes `voice` into batch row `b` of the conditioning and cached cross-attention."""
