@@ -156,6 +156,22 @@ class KyutaiTtsBackend(Backend):
             "device": self.device,
         }
 
+    def warmup(self) -> None:
+        """One short utterance through the whole pipeline, then every row is reset."""
+        silent: Any = _SilentSlot()
+        s = _Stream(silent, self.machine.new_state([]), voice=self.default_voice)
+        self._add_words(s, "Hello there.")
+        s.complete = True
+        self._streams[0] = s
+        for _ in range(500):
+            if s.done:
+                break
+            self.step([])
+        self._streams[0] = None
+        every = self._torch.ones(self.batch_size, dtype=self._torch.bool)
+        self.lm_gen.reset_streaming(every)
+        self.mimi.reset_streaming(every)
+
     # --- hooks called inside LMGen.step --------------------------------------------------
     def _on_text(self, text_tokens: Any) -> None:
         out = []
@@ -353,6 +369,16 @@ class KyutaiTtsBackend(Backend):
         s.pending_words.clear()
         s.slot.emit(StreamEnd())
         s.done = True
+
+
+class _SilentSlot:
+    """Stands in for a session during warm-up: row 0, output dropped."""
+
+    index = 0
+    channel_id = 0
+
+    def emit(self, message: Any) -> None:
+        pass
 
 
 def _shapes(lm: Any, tensors: Any) -> tuple[Any, ...]:
