@@ -90,7 +90,6 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             dtype=o["dtype"],
             delay_tokens=None if delay < 0 else delay,
             cpu_threads=o["cpu_threads"],
-            name=cfg.name,
         )
     if cfg.type == "KyutaiTts":
         from parley.backends.kyutai.checkpoint import find_files
@@ -130,6 +129,5 @@ def build_backend(cfg: ModuleConfig) -> Backend:
             temp=float(o["temp"]),
             temp_text=float(o["temp_text"]),
             cpu_threads=o["cpu_threads"],
-            name=cfg.name,
         )
     raise ValueError(f"unknown module type {cfg.type!r}")

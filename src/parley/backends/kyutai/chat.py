@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
-from parley.engine.backend import FRAME_SAMPLES, Backend
+from parley.backends.kyutai.streams import MoshiRows
+from parley.engine.backend import FRAME_SAMPLES
 from parley.engine.slots import Slot
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class _Chat:
     frames: int = 0
 
 
-class MoshiChatBackend(Backend):
+class MoshiChatBackend(MoshiRows):
     kind = "MoshiChat"
     metrics_prefix = "chat"
 
@@ -63,25 +64,19 @@ class MoshiChatBackend(Backend):
         temp: float = 0.8,
         temp_text: float = 0.7,
         cpu_threads: int = 1,
-        name: str = "chat",
     ) -> None:
         models = load_models(files, device, dtype, cpu_threads)
         import torch
         from moshi.models import LMGen
 
-        self._torch = torch
         self.files = files
-        self.batch_size = batch_size
         self.device = device
         self.mimi, self.lm, self.tokenizer = models.mimi, models.lm, models.tokenizer
         self.lm_gen = LMGen(self.lm, temp=temp, temp_text=temp_text, support_out_of_sync=True)
         self.dep_q = self.lm.dep_q
         self.user_codebooks = self.lm.num_codebooks - self.lm.dep_q - 1
-        self.mimi.streaming_forever(batch_size)
-        self.lm_gen.streaming_forever(batch_size)
+        self._start_streaming(torch, batch_size)
         self._chats: list[_Chat | None] = [None] * batch_size
-        self._to_reset: set[int] = set()
-        self.name = name
 
     def describe(self) -> dict[str, Any]:
         return {"model": str(self.files.moshi_weight), "device": self.device}
@@ -90,18 +85,14 @@ class MoshiChatBackend(Backend):
         every = self._torch.ones(self.batch_size, dtype=self._torch.bool)
         for _ in range(4):
             self._run(np.zeros((self.batch_size, FRAME_SAMPLES), np.float32), every, every)
-        self._reset(every)
+        self._reset_all()
 
     def attach(self, slot: Slot) -> None:
         self._chats[slot.index] = _Chat(slot)
-        self._to_reset.add(slot.index)
+        self._reset_later(slot.index)
 
     def detach(self, index: int) -> None:
         self._chats[index] = None
-
-    def _reset(self, mask: Any) -> None:
-        self.mimi.reset_streaming(mask)
-        self.lm_gen.reset_streaming(mask)
 
     def step(self, slots: Sequence[Slot]) -> bool:
         torch = self._torch
@@ -112,11 +103,7 @@ class MoshiChatBackend(Backend):
             for item in slot.take_inputs():
                 if isinstance(item, UserAudio):
                     chat.pcm = np.concatenate([chat.pcm, item.pcm.astype(np.float32, copy=False)])
-        if self._to_reset:
-            mask = torch.zeros(self.batch_size, dtype=torch.bool)
-            mask[list(self._to_reset)] = True
-            self._reset(mask)
-            self._to_reset.clear()
+        self._apply_resets()
         ready = [c for c in self._chats if c is not None and len(c.pcm) >= FRAME_SAMPLES]
         if not ready:
             return False

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
-from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ, Backend
+from parley.backends.kyutai.streams import MoshiRows
+from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.slots import Slot
 from parley.protocol import asr
 
@@ -48,7 +49,7 @@ class _SlotState:
     markers: deque[tuple[int, int]] = field(default_factory=deque)  # (due step, id)
 
 
-class KyutaiSttBackend(Backend):
+class KyutaiSttBackend(MoshiRows):
     kind = "KyutaiStt"
 
     def __init__(
@@ -59,15 +60,12 @@ class KyutaiSttBackend(Backend):
         dtype: str = "float32",
         delay_tokens: int | None = None,
         cpu_threads: int = 1,
-        name: str = "asr",
     ) -> None:
         models = load_models(files, device, dtype, cpu_threads)
         import torch
         from moshi.models import LMGen
 
-        self._torch = torch
         self.files = files
-        self.batch_size = batch_size
         self.device = device
         self.mimi, self.lm, self.tokenizer = models.mimi, models.lm, models.tokenizer
         info = models.info
@@ -75,12 +73,8 @@ class KyutaiSttBackend(Backend):
         stt = info.stt_config or {}
         self.delay_s = float(stt.get("audio_delay_seconds", 0.0))
         self.delay_tokens = delay_tokens if delay_tokens is not None else int(self.delay_s * 12.5)
-        self.has_heads = len(getattr(self.lm, "extra_heads", [])) > 0
-        self.mimi.streaming_forever(batch_size)
-        self.lm_gen.streaming_forever(batch_size)
+        self._start_streaming(torch, batch_size)
         self._slots: list[_SlotState | None] = [None] * batch_size
-        self._to_reset: set[int] = set()
-        self.name = name
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -94,11 +88,11 @@ class KyutaiSttBackend(Backend):
         every = self._torch.ones(self.batch_size, dtype=self._torch.bool)
         for _ in range(3):
             self._run(np.zeros((self.batch_size, FRAME_SAMPLES), np.float32), every)
-        self._reset(every)
+        self._reset_all()
 
     def attach(self, slot: Slot) -> None:
         self._slots[slot.index] = _SlotState(slot)
-        self._to_reset.add(slot.index)
+        self._reset_later(slot.index)
         slot.emit(asr.Ready())
 
     def detach(self, index: int) -> None:
@@ -124,11 +118,7 @@ class KyutaiSttBackend(Backend):
                 # (moshi-server's POST sends 10 s of it; WebSocket clients send their own).
                 st.pcm = np.concatenate([st.pcm, np.zeros(FRAME_SAMPLES - len(st.pcm), np.float32)])
         ready = [s for s in self._slots if s is not None and len(s.pcm) >= FRAME_SAMPLES]
-        if self._to_reset:
-            mask = torch.zeros(self.batch_size, dtype=torch.bool)
-            mask[list(self._to_reset)] = True
-            self._reset(mask)
-            self._to_reset.clear()
+        self._apply_resets()
         if not ready:
             return False
         frames = np.zeros((self.batch_size, FRAME_SAMPLES), np.float32)
@@ -141,10 +131,6 @@ class KyutaiSttBackend(Backend):
         for s in ready:
             self._after_step(s, tokens, heads)
         return any(len(s.pcm) >= FRAME_SAMPLES or s.markers for s in ready)
-
-    def _reset(self, mask: Any) -> None:
-        self.mimi.reset_streaming(mask)
-        self.lm_gen.reset_streaming(mask)
 
     def _run(self, frames: np.ndarray, exec_mask: Any) -> tuple[list[int], list[list[float]]]:
         torch = self._torch

@@ -36,9 +36,10 @@ from parley.backends.kyutai.checkpoint import (
     prepare_torch,
     torch_dtype,
 )
+from parley.backends.kyutai.streams import MoshiRows
 from parley.backends.tts.piper import Configure, EndOfText, Flush, SpeakText, StreamEnd
 from parley.backends.tts.text import normalize_word
-from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ, Backend
+from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.slots import Slot
 from parley.protocol import tts
 from parley.protocol.common import ErrorMessage
@@ -63,7 +64,7 @@ class _Stream:
     pending_words: deque[list[Any]] = field(default_factory=deque)  # [text, start_s, stop_s]
 
 
-class KyutaiTtsBackend(Backend):
+class KyutaiTtsBackend(MoshiRows):
     kind = "KyutaiTts"
     metrics_prefix = "py"
     takes_voice_embeddings = True
@@ -86,9 +87,7 @@ class KyutaiTtsBackend(Backend):
         from moshi.models import LMGen
         from moshi.models.tts import TTSModel
 
-        self._torch = torch
         self.files = files
-        self.batch_size = batch_size
         self.device = device
         info = load_checkpoint(files)
         n_q = min(n_q, int(info.lm_config["n_q"])) if info.lm_config else n_q
@@ -138,12 +137,10 @@ class KyutaiTtsBackend(Backend):
             on_audio_hook=self._on_audio,
             support_out_of_sync=True,
         )
-        self.lm_gen.streaming_forever(batch_size)
-        self.mimi.streaming_forever(batch_size)
+        self._start_streaming(torch, batch_size)
         self._input = torch.full(
             (batch_size, self.lm.n_q - self.lm.dep_q, 1), self.machine.token_ids.zero
         )
-        self._to_reset: set[int] = set()
         self._row_voice: list[str] = [default_voice] * batch_size
         self._labels = {"module": name}
 
@@ -168,9 +165,7 @@ class KyutaiTtsBackend(Backend):
                 break
             self.step([])
         self._streams[0] = None
-        every = self._torch.ones(self.batch_size, dtype=self._torch.bool)
-        self.lm_gen.reset_streaming(every)
-        self.mimi.reset_streaming(every)
+        self._reset_all()
 
     # --- hooks called inside LMGen.step --------------------------------------------------
     def _on_text(self, text_tokens: Any) -> None:
@@ -195,7 +190,7 @@ class KyutaiTtsBackend(Backend):
     # --- slots ---------------------------------------------------------------------------
     def attach(self, slot: Slot) -> None:
         self._streams[slot.index] = None  # created on the session's Configure
-        self._to_reset.add(slot.index)
+        self._reset_later(slot.index)
 
     def detach(self, index: int) -> None:
         s = self._streams[index]
@@ -231,12 +226,7 @@ class KyutaiTtsBackend(Backend):
         torch = self._torch
         for slot in slots:
             self._take_inputs(slot)
-        if self._to_reset:
-            mask = torch.zeros(self.batch_size, dtype=torch.bool)
-            mask[list(self._to_reset)] = True
-            self.lm_gen.reset_streaming(mask)
-            self.mimi.reset_streaming(mask)
-            self._to_reset.clear()
+        self._apply_resets()
         for b, s in enumerate(self._streams):
             if s is not None and s.voice != self._row_voice[b]:
                 self._set_row_voice(b, s.voice)
