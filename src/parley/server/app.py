@@ -43,12 +43,9 @@ def build_modules(config: Config) -> list[Module]:
     modules = []
     for mc in config.modules:
         backend = build_backend(mc)
-        details = {
-            **backend.describe(),
-            "post_timeout_s": mc.options.get("post_timeout_s", 100.0),
-            "token_socket_path": mc.options.get("token_socket_path", ""),
-            "token_socket_auth": mc.options.get("token_socket_auth", False),
-        }
+        # Route settings travel with the module; only the options its type has.
+        routing = ("post_timeout_s", "token_socket_path", "token_socket_auth")
+        details = {**backend.describe(), **{k: mc.options[k] for k in routing if k in mc.options}}
         info = ModuleInfo(mc.name, mc.type, mc.path, mc.batch_size, details)
         modules.append(Module(info, backend))
     return modules

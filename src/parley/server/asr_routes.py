@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from parley.engine.module import Module, NoFreeSlot
 from parley.protocol import asr
 from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError
 from parley.server.auth import is_authorized
-from parley.server.duplex import run_duplex
+from parley.server.duplex import admit, run_duplex
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,8 @@ class AsrRoutes:
 
     # --- WebSocket -------------------------------------------------------------------------
     async def websocket(self, ws: WebSocket) -> None:
-        if not is_authorized(ws, self.authorized_ids):
-            await ws.send_denial_response(Response("unauthorized\n", status_code=401))
+        if not await admit(ws, self.module, self.authorized_ids):
             return
-        await ws.accept()
-        self.module.metrics.connections.labels(**self._labels).inc()
         try:
             session = self.module.try_acquire()
         except NoFreeSlot:
@@ -158,17 +156,24 @@ class AsrRoutes:
             session.close()
 
     async def _transcribe(self, session: Any, pcm: np.ndarray) -> list[dict[str, Any]]:
-        session.push(asr.Audio(pcm))
-        session.push(asr.Marker(0))
-        out: list[dict[str, Any]] = []
-        while True:
-            msg = await session.receive()
-            if isinstance(msg, asr.Marker):
-                return out
-            if isinstance(msg, asr.Word | asr.EndWord | ErrorMessage):
-                out.append(msg.to_wire())
-                if isinstance(msg, ErrorMessage):
-                    return out
+        return [msg.to_wire() async for msg in recognised(session, pcm)]
+
+
+async def recognised(
+    session: Any, pcm: np.ndarray
+) -> AsyncIterator[asr.Word | asr.EndWord | ErrorMessage]:
+    """One-shot recognition on a session: pushes `pcm` and a Marker, yields `Word`/`EndWord`
+    as they come until the Marker returns (an `Error`, if any, is yielded last)."""
+    session.push(asr.Audio(pcm))
+    session.push(asr.Marker(0))
+    while True:
+        msg = await session.receive()
+        if isinstance(msg, asr.Marker):
+            return
+        if isinstance(msg, asr.Word | asr.EndWord | ErrorMessage):
+            yield msg
+            if isinstance(msg, ErrorMessage):
+                return
 
 
 __all__ = ["AsrRoutes", "WebSocketDisconnect"]

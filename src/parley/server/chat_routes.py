@@ -13,14 +13,12 @@ import logging
 from typing import Any
 
 import numpy as np
-from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from parley.backends.kyutai.chat import MoshiAudio, MoshiText, UserAudio
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol.common import ErrorMessage
-from parley.server.auth import is_authorized
-from parley.server.duplex import run_duplex
+from parley.server.duplex import admit, run_duplex
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +33,10 @@ class ChatRoutes:
     def __init__(self, module: Module, authorized_ids: set[str]) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
-        self.labels = {"module": module.info.name}
 
     async def websocket(self, ws: WebSocket) -> None:
-        if not is_authorized(ws, self.authorized_ids):
-            await ws.send_denial_response(Response("unauthorized\n", status_code=401))
+        if not await admit(ws, self.module, self.authorized_ids):
             return
-        await ws.accept()
-        self.module.metrics.connections.labels(**self.labels).inc()
         try:
             session = self.module.try_acquire()
         except NoFreeSlot:

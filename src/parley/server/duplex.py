@@ -1,4 +1,4 @@
-"""One WebSocket session as two tasks: client -> slot and slot -> client.
+"""One WebSocket session: admission, then two tasks, client -> slot and slot -> client.
 
 Whichever ends first ends the session. A loop that finds bad input puts one error in the
 `errors` queue; it is reported to the client (`report`) before the socket closes. The slot is
@@ -12,12 +12,25 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from parley.engine.module import Session
+from parley.engine.module import Module, Session
+from parley.server.auth import is_authorized
 
 E = TypeVar("E")
 CLOSE_NORMAL = 1000
+
+
+async def admit(ws: WebSocket, module: Module, authorized_ids: set[str] | None) -> bool:
+    """Refuses a bad key with HTTP 401 before the upgrade (`authorized_ids` None: no key
+    needed), else accepts the socket and counts the connection. True if accepted."""
+    if authorized_ids is not None and not is_authorized(ws, authorized_ids):
+        await ws.send_denial_response(Response("unauthorized\n", status_code=401))
+        return False
+    await ws.accept()
+    module.metrics.connections.labels(module=module.info.name).inc()
+    return True
 
 
 async def run_duplex(

@@ -27,6 +27,8 @@ from parley.audio.encode import FORMATS, StreamEncoder
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import asr, tts
 from parley.protocol.common import ErrorMessage, ProtocolError
+from parley.server.asr_routes import recognised
+from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
 from parley.server.tts_routes import SynthesisFailed, TtsRoutes, speech_messages
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,6 @@ OPENAI_VOICES = (
 )  # fmt: skip
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
-MAX_INPUT_CHARS = 100_000
 SAMPLE_RATE_HZ = 24_000
 SEGMENT_GAP_S = 1.0  # a pause this long between words starts a new segment
 
@@ -132,8 +133,8 @@ class OpenAiRoutes:
         text = _field(body, "input", str, required=True)
         if not text.strip():
             raise ApiError(400, "'input' must not be empty", "input")
-        if len(text) > MAX_INPUT_CHARS:
-            raise ApiError(413, f"'input' over {MAX_INPUT_CHARS} characters", "input")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ApiError(413, f"'input' over {MAX_TEXT_CHARS} characters", "input")
         voice = self.resolve_voice(body.get("voice"))
         fmt = _field(body, "response_format", str) or "mp3"
         if fmt not in FORMATS:
@@ -314,11 +315,8 @@ async def _speech_sse(session: Session, encoder: StreamEncoder) -> AsyncIterator
 # --- recognition -----------------------------------------------------------------------------
 async def _recognise(session: Session, pcm: np.ndarray) -> AsyncIterator[dict[str, Any]]:
     """Words `{"word","start","end"}` as the streaming recogniser commits them."""
-    session.push(asr.Audio(pcm))
-    session.push(asr.Marker(0))
     pending: dict[str, Any] | None = None
-    while True:
-        msg = await session.receive()
+    async for msg in recognised(session, pcm):
         if isinstance(msg, asr.Word):
             if pending is not None:
                 yield pending
@@ -327,12 +325,10 @@ async def _recognise(session: Session, pcm: np.ndarray) -> AsyncIterator[dict[st
             pending["end"] = msg.stop_time
             yield pending
             pending = None
-        elif isinstance(msg, asr.Marker):
-            if pending is not None:
-                yield pending
-            return
         elif isinstance(msg, ErrorMessage):
             raise ApiError(500, msg.message)
+    if pending is not None:
+        yield pending
 
 
 async def _transcript_sse(session: Session, pcm: np.ndarray) -> AsyncIterator[bytes]:
@@ -424,16 +420,10 @@ def _transcript_response(
 
 # --- request parsing -----------------------------------------------------------------------
 async def _json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > 4 * MAX_INPUT_CHARS:
-        raise ApiError(413, "request body too large")
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return data
+        return await json_object(request)
+    except BadBody as exc:
+        raise ApiError(exc.status, str(exc)) from None
 
 
 def _field(body: dict[str, Any], name: str, kind: type, required: bool = False) -> Any:

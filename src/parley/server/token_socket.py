@@ -17,7 +17,6 @@ import math
 from typing import Any
 
 import numpy as np
-from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from parley.backends.tts.piper import (
@@ -31,8 +30,7 @@ from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ
 from parley.engine.module import NoFreeSlot, Session
 from parley.protocol import tts
 from parley.protocol.common import ErrorMessage, ProtocolError
-from parley.server.auth import is_authorized
-from parley.server.duplex import run_duplex
+from parley.server.duplex import admit, run_duplex
 from parley.server.tts_routes import TtsRoutes
 
 log = logging.getLogger(__name__)
@@ -49,11 +47,9 @@ class TokenSocket:
         self.require_auth = require_auth
 
     async def websocket(self, ws: WebSocket) -> None:
-        if self.require_auth and not is_authorized(ws, self.tts.authorized_ids):
-            await ws.send_denial_response(Response("unauthorized\n", status_code=401))
+        ids = self.tts.authorized_ids if self.require_auth else None
+        if not await admit(ws, self.tts.module, ids):
             return
-        await ws.accept()
-        self.tts.module.metrics.connections.labels(**self.tts.labels).inc()
         try:
             rate = _sample_rate(ws.query_params.get("sample_rate"))
             voice = self.tts.check_voice(ws.query_params.get("voice"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,13 +24,13 @@ from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import tts
 from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError, Ready
 from parley.server.auth import is_authorized
-from parley.server.duplex import run_duplex
+from parley.server.duplex import admit, run_duplex
+from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 24_000
 IDLE_TIMEOUT_S = 120.0  # no message at all before Eos for this long closes the stream
-MAX_POST_TEXT_CHARS = 100_000
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # raw formats: the error travels as the close reason
 CLOSE_TOO_BIG = 1009
@@ -62,11 +61,8 @@ class TtsRoutes:
 
     # --- WebSocket -------------------------------------------------------------------------
     async def websocket(self, ws: WebSocket) -> None:
-        if not is_authorized(ws, self.authorized_ids):
-            await ws.send_denial_response(Response("unauthorized\n", status_code=401))
+        if not await admit(ws, self.module, self.authorized_ids):
             return
-        await ws.accept()
-        self.module.metrics.connections.labels(**self.labels).inc()
         try:
             fmt = tts.OutputFormat.parse(ws.query_params.get("format"))
         except ProtocolError as exc:
@@ -177,24 +173,18 @@ class TtsRoutes:
     async def _read_json(self, request: Request) -> dict[str, Any] | Response:
         if not is_authorized(request, self.authorized_ids):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
-        body = await request.body()
-        if len(body) > 4 * MAX_POST_TEXT_CHARS:
-            return JSONResponse({"error": "request body too large"}, status_code=413)
         try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-        if not isinstance(data, dict):
-            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-        return data
+            return await json_object(request)
+        except BadBody as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     async def open_speech(
         self, text: str, voice: str | None, length_scale: float = 1.0
     ) -> tuple[Session, str]:
         """A session speaking `text` (whole words); ProtocolError or NoFreeSlot if not."""
         name = self.check_voice(voice)
-        if len(text) > MAX_POST_TEXT_CHARS:
-            raise ProtocolError(f"text over {MAX_POST_TEXT_CHARS} characters")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ProtocolError(f"text over {MAX_TEXT_CHARS} characters")
         session = await self.module.acquire(self.post_timeout_s)
         session.push(Configure(name, length_scale=length_scale))
         for word in text.split():
