@@ -28,21 +28,14 @@ def _atempo_chain(factor: float) -> list[float]:
 def shift_pitch(pcm: np.ndarray, rate_hz: int, semitones: float) -> np.ndarray:
     if not semitones or pcm.size == 0:
         return pcm
-    out = _filter(pcm, rate_hz, 2.0 ** (semitones / 12.0), tempo=1.0)
+    out = _filter(pcm, rate_hz, 2.0 ** (semitones / 12.0))
     # WSOLA leaves the length within a few ms; exact length keeps word times exact.
     if len(out) >= len(pcm):
         return out[: len(pcm)]
     return np.concatenate([out, np.zeros(len(pcm) - len(out), np.float32)])
 
 
-def change_tempo(pcm: np.ndarray, rate_hz: int, speed: float) -> np.ndarray:
-    """Faster (> 1) or slower speech at the same pitch."""
-    if speed == 1.0 or pcm.size == 0:
-        return pcm
-    return _filter(pcm, rate_hz, 1.0, tempo=speed)
-
-
-def _filter(pcm: np.ndarray, rate_hz: int, pitch_ratio: float, tempo: float) -> np.ndarray:
+def _filter(pcm: np.ndarray, rate_hz: int, pitch_ratio: float) -> np.ndarray:
     import av
     import av.filter
 
@@ -51,10 +44,9 @@ def _filter(pcm: np.ndarray, rate_hz: int, pitch_ratio: float, tempo: float) -> 
         format="flt", sample_rate=rate_hz, layout="mono", time_base=Fraction(1, rate_hz)
     )
     chain = [src]
-    if pitch_ratio != 1.0:
-        chain.append(graph.add("asetrate", f"{rate_hz * pitch_ratio:.3f}"))
-        chain.append(graph.add("aresample", str(rate_hz)))
-    for factor in _atempo_chain(tempo / pitch_ratio):
+    chain.append(graph.add("asetrate", f"{rate_hz * pitch_ratio:.3f}"))
+    chain.append(graph.add("aresample", str(rate_hz)))
+    for factor in _atempo_chain(1.0 / pitch_ratio):
         chain.append(graph.add("atempo", f"{factor:.6f}"))
     sink = graph.add("abuffersink")
     chain.append(sink)

@@ -14,7 +14,6 @@ punctuation gets the words it has released early, rather than a gap.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -35,7 +34,6 @@ from parley.protocol.common import ErrorMessage
 log = logging.getLogger(__name__)
 
 MAX_PENDING_CHARS = 256 * 1024  # text waiting for synthesis in one stream
-MIN_LENGTH_SCALE, MAX_LENGTH_SCALE = 0.25, 4.0
 MAX_PITCH_SEMITONES = 12.0
 FIRST_AUDIO_DUE_S = 0.3  # a new stream's first phrase is "due" this long after it is ready
 # Release waiting words early when a stream has less audio ahead than this (plus the time to
@@ -51,7 +49,6 @@ class Configure:
 
     voice: str
     length_scale: float = 1.0  # > 1 slower; speed = 1 / length_scale
-    pitch_semitones: float = 0.0
     min_pause_words: int = 3  # a pause (",;:") ends a phrase once it has this many words
 
 
@@ -187,7 +184,7 @@ class PiperTtsBackend(Backend):
                 and s.deadline() - now < LOW_WATER_S + SYNTH_S_PER_WORD * s.text.pending_words
             ):
                 if s.text.release_words():
-                    s.phrases.extend((p, s.pitch_semitones) for p in s.text.take_ready())
+                    self._queue_ready(s)
                     s.ready_since = now
             if s.busy:
                 metrics.TTS_COULD_HAVE_RUN_STEPS.labels(**self._labels).inc()
@@ -243,7 +240,6 @@ class PiperTtsBackend(Backend):
                 o.first_phrase_words, o.max_phrase_words, o.max_phrase_chars, cfg.min_pause_words
             ),
             length_scale=cfg.length_scale,
-            pitch_semitones=cfg.pitch_semitones,
         )
         self._streams[slot.index] = stream
         return stream
@@ -266,8 +262,11 @@ class PiperTtsBackend(Backend):
             s.ended = True
         else:
             raise ValueError(f"unexpected input {type(item).__name__}")
-        for phrase in s.text.take_ready():
-            s.phrases.append((phrase, s.pitch_semitones))
+        self._queue_ready(s)
+
+    def _queue_ready(self, s: _Stream) -> None:
+        """Released phrases wait for synthesis with the pitch in effect now."""
+        s.phrases.extend((p, s.pitch_semitones) for p in s.text.take_ready())
 
     def _fail(self, s: _Stream, message: str) -> None:
         s.slot.emit(ErrorMessage(message))
@@ -347,13 +346,3 @@ class PiperTtsBackend(Backend):
         self._send_frames(s, pad=True)
         s.slot.emit(StreamEnd())
         s.done = True
-
-
-def check_delivery(length_scale: float, pitch_semitones: float) -> None:
-    """Raises ValueError for a speed or pitch the backend will not render."""
-    if not (math.isfinite(length_scale) and MIN_LENGTH_SCALE <= length_scale <= MAX_LENGTH_SCALE):
-        raise ValueError(
-            f"length scale {length_scale} outside {MIN_LENGTH_SCALE}..{MAX_LENGTH_SCALE}"
-        )
-    if not (math.isfinite(pitch_semitones) and abs(pitch_semitones) <= MAX_PITCH_SEMITONES):
-        raise ValueError(f"pitch_shift must be between -12 and 12 semitones, got {pitch_semitones}")

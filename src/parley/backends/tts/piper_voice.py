@@ -95,6 +95,7 @@ class PiperSynth:
                 add_alignment_output(graph)
             except ValueError as exc:  # already patched on disk, or an unusual graph
                 log.info("voice %s: alignment output not added: %s", name, exc)
+            patched = graph.SerializeToString()
             sessions = {}
             for threads in {1, cpu_threads}:
                 options = onnxruntime.SessionOptions()
@@ -104,7 +105,7 @@ class PiperSynth:
                     # Its phrases run beside others: an idle thread must not spin on a core.
                     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 sessions[threads] = onnxruntime.InferenceSession(
-                    graph.SerializeToString(),
+                    patched,
                     sess_options=options,
                     providers=["CPUExecutionProvider"],
                 )
@@ -117,8 +118,7 @@ class PiperSynth:
         self.voice = self._voices[1]
         self.cpu_threads = cpu_threads
         self.sample_rate_hz = piper_config.sample_rate
-        self.has_alignments = len(sessions[1].get_outputs()) > 1
-        if not self.has_alignments:
+        if len(sessions[1].get_outputs()) < 2:
             raise VoiceLoadError(f"voice {name}: the model exposes no phoneme durations")
 
     def describe(self) -> dict[str, Any]:
