@@ -16,6 +16,7 @@ from parley.client.connection import (
     DEFAULT_API_KEY,
     DEFAULT_URL,
     SocketSession,
+    finish_task,
     http_request_async,
     http_url,
     open_websocket,
@@ -308,12 +309,7 @@ async def transcribe_chunks(
             marker_seen.set()
             async with progress:
                 progress.notify_all()
-            if not sender.done():
-                sender.cancel()
-            try:
-                await sender
-            except asyncio.CancelledError:
-                pass
+            await finish_task(sender)
     return transcript
 
 

@@ -122,3 +122,13 @@ class SocketSession:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def finish_task(task: asyncio.Task[Any]) -> None:
+    """Cancels `task` if it still runs and waits for it; its own failure still raises."""
+    if not task.done():
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

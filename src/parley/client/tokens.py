@@ -20,6 +20,7 @@ from parley.client.connection import (
     DEFAULT_API_KEY,
     DEFAULT_URL,
     SocketSession,
+    finish_task,
     open_websocket,
     ws_url,
 )
@@ -145,12 +146,7 @@ async def speak_tokens(
                     break
                 speech.frames.append(frame)
         finally:
-            if not sender.done():
-                sender.cancel()
-            try:
-                await sender
-            except asyncio.CancelledError:
-                pass
+            await finish_task(sender)
     return speech
 
 

@@ -24,6 +24,7 @@ from parley.client.connection import (
     DEFAULT_API_KEY,
     DEFAULT_URL,
     SocketSession,
+    finish_task,
     http_request_async,
     http_url,
     open_websocket,
@@ -239,12 +240,7 @@ async def synthesize(
                     result.frames.append(item)
                     result.frame_received_at.append(time.monotonic())
         finally:
-            if not sender.done():
-                sender.cancel()
-            try:
-                await sender
-            except asyncio.CancelledError:
-                pass
+            await finish_task(sender)
     return result
 
 
