@@ -104,27 +104,21 @@ class KyutaiTtsBackend(MoshiRows):
         self.model.cfg_coef = 1.0 if distilled else cfg_coef
         provider = self.lm.condition_provider
         assert provider is not None, "a Kyutai TTS checkpoint has conditioners (voice, cfg)"
-        self._conditions: dict[str, Any] = {}
-        for name, path in voices.items():
-            attributes = self.model.make_condition_attributes(
-                [path], cfg_coef=cfg_coef if distilled else None
-            )
-            self._conditions[name] = provider.prepare_and_provide([attributes])
+        self._cfg_condition = cfg_coef if distilled else None
+        attributes = {
+            name: self.model.make_condition_attributes([path], cfg_coef=self._cfg_condition)
+            for name, path in voices.items()
+        }
+        self._conditions: dict[str, Any] = {
+            name: provider.prepare_and_provide([a]) for name, a in attributes.items()
+        }
         shapes = {n: _shapes(self.lm, c) for n, c in self._conditions.items()}
         if len(set(shapes.values())) > 1:
             raise ValueError(f"voice embeddings differ in shape: {shapes}")
         from safetensors.torch import load_file
 
-        self._cfg_condition = cfg_coef if distilled else None
         self.embedding_shape = tuple(load_file(str(voices[default_voice]))["speaker_wavs"].shape)
-        conditions = provider.prepare_and_provide(
-            [
-                self.model.make_condition_attributes(
-                    [voices[default_voice]], cfg_coef=cfg_coef if distilled else None
-                )
-            ]
-            * batch_size
-        )
+        conditions = provider.prepare_and_provide([attributes[default_voice]] * batch_size)
         self._streams: list[_Stream | None] = [None] * batch_size
         self._active = [False] * batch_size
         self.lm_gen = LMGen(
