@@ -175,3 +175,26 @@ def test_voice_message_embedding(two_voices: Server, voice_folder: tuple[Path, P
     assert not errors and np.array_equal(pcm, by_name)
     _, errors = asyncio.run(run(values[:-1], [1, len(values) - 1]))
     assert len(errors) == 1 and "this model takes shape" in errors[0]
+
+
+def test_openai_speech_and_speed(two_voices: Server) -> None:
+    """`/v1/audio/speech` on a Kyutai voice; `speed` stretches the (greedy, so repeatable)
+    output to 1/speed of its length."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=two_voices.http + "/v1", api_key=API_KEY)
+
+    def samples(speed: float) -> int:
+        data = client.audio.speech.create(
+            model="tts-1",
+            voice=TTS_VOICE_NAME,
+            input="one two three four",
+            speed=speed,
+            response_format="pcm",
+        ).read()
+        return len(data) // 2
+
+    normal = samples(1.0)
+    assert normal >= 1920 and normal % 1920 == 0
+    assert samples(1.0) == normal
+    assert abs(samples(2.0) / normal - 0.5) < 0.02

@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.audio.encode import FORMATS, StreamEncoder
+from parley.audio.stretch import tempo_stream
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import asr, tts
 from parley.protocol.common import ErrorMessage, ProtocolError
@@ -153,7 +154,7 @@ class OpenAiRoutes:
             raise ApiError(400, "stream_format must be 'audio' or 'sse'", "stream_format")
         # `instructions` (a style prompt) has no meaning for Piper voices; it is accepted.
         try:
-            session, _ = await self.tts.open_speech(text, voice, length_scale=1.0 / speed)
+            session, _ = await self.tts.open_speech(text, voice)
         except ProtocolError as exc:
             raise ApiError(400, str(exc)) from None
         except NoFreeSlot:
@@ -161,9 +162,10 @@ class OpenAiRoutes:
                 503, "all text-to-speech channels are busy", code="no_free_channels"
             ) from None
         encoder = StreamEncoder(fmt)
+        audio = _speech_pcm(session, float(speed))
         if stream_format == "sse":
-            return StreamingResponse(_speech_sse(session, encoder), media_type="text/event-stream")
-        return StreamingResponse(_speech_audio(session, encoder), media_type=encoder.media_type)
+            return StreamingResponse(_speech_sse(audio, encoder), media_type="text/event-stream")
+        return StreamingResponse(_speech_audio(audio, encoder), media_type=encoder.media_type)
 
     # --- transcriptions --------------------------------------------------------------------
     async def transcriptions(self, request: Request) -> Response:
@@ -271,45 +273,63 @@ class OpenAiRoutes:
 
 
 # --- speech streaming ----------------------------------------------------------------------
-async def _speech_audio(session: Session, encoder: StreamEncoder) -> AsyncIterator[bytes]:
+async def _speech_pcm(session: Session, speed: float) -> AsyncGenerator[np.ndarray, None]:
+    """The session's audio, played `speed` times faster (pitch kept); closes the session.
+
+    Speed is a time stretch of the voice's natural delivery, so any backend gets it and the
+    length is exactly 1/speed: Piper's own `length_scale` moves the length much less than
+    asked (0.5 gives ~0.63x, as every phoneme keeps at least one frame)."""
+    stretch = tempo_stream(SAMPLE_RATE_HZ, speed) if speed != 1.0 else None
     try:
         async for msg in speech_messages(session):
             if isinstance(msg, tts.Audio):
-                data = encoder.encode(msg.pcm)
-                if data:
-                    yield data
+                yield msg.pcm if stretch is None else stretch.push(msg.pcm)
+        if stretch is not None:
+            yield stretch.finish()
+    finally:
+        session.close()
+
+
+async def _speech_audio(
+    audio: AsyncGenerator[np.ndarray, None], encoder: StreamEncoder
+) -> AsyncIterator[bytes]:
+    try:
+        async for pcm in audio:
+            data = encoder.encode(pcm)
+            if data:
+                yield data
         tail = encoder.finish()
         if tail:
             yield tail
     except SynthesisFailed:  # the status line is out; a truncated stream is all we can do
         log.warning("synthesis failed during /v1/audio/speech")
-    finally:
-        session.close()
+    finally:  # a client gone mid-stream: free the slot now, not when garbage is collected
+        await audio.aclose()
 
 
 def _sse(event: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(event)}\n\n".encode()
 
 
-async def _speech_sse(session: Session, encoder: StreamEncoder) -> AsyncIterator[bytes]:
-    frames = 0
+async def _speech_sse(
+    audio: AsyncGenerator[np.ndarray, None], encoder: StreamEncoder
+) -> AsyncIterator[bytes]:
+    chunks = 0
     try:
-        async for msg in speech_messages(session):
-            if isinstance(msg, tts.Audio):
-                frames += 1
-                data = encoder.encode(msg.pcm)
-                if data:
-                    audio = base64.b64encode(data).decode()
-                    yield _sse({"type": "speech.audio.delta", "audio": audio})
+        async for pcm in audio:
+            chunks += 1
+            data = encoder.encode(pcm)
+            if data:
+                yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
         tail = encoder.finish()
         if tail:
             yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(tail).decode()})
-        usage = {"input_tokens": 0, "output_tokens": frames, "total_tokens": frames}
+        usage = {"input_tokens": 0, "output_tokens": chunks, "total_tokens": chunks}
         yield _sse({"type": "speech.audio.done", "usage": usage})
     except SynthesisFailed as exc:
         yield _sse({"type": "error", "error": {"message": str(exc), "type": "server_error"}})
     finally:
-        session.close()
+        await audio.aclose()
 
 
 # --- recognition -----------------------------------------------------------------------------

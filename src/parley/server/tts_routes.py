@@ -178,15 +178,13 @@ class TtsRoutes:
         except BadBody as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    async def open_speech(
-        self, text: str, voice: str | None, length_scale: float = 1.0
-    ) -> tuple[Session, str]:
+    async def open_speech(self, text: str, voice: str | None) -> tuple[Session, str]:
         """A session speaking `text` (whole words); ProtocolError or NoFreeSlot if not."""
         name = self.check_voice(voice)
         if len(text) > MAX_TEXT_CHARS:
             raise ProtocolError(f"text over {MAX_TEXT_CHARS} characters")
         session = await self.module.acquire(self.post_timeout_s)
-        session.push(Configure(name, length_scale=length_scale))
+        session.push(Configure(name))
         for word in text.split():
             session.push(SpeakText(word, end_word=True))
         session.push(EndOfText())

@@ -48,7 +48,6 @@ class Configure:
     """First item of a session: its voice and delivery."""
 
     voice: str
-    length_scale: float = 1.0  # > 1 slower; speed = 1 / length_scale
     min_pause_words: int = 3  # a pause (",;:") ends a phrase once it has this many words
 
 
@@ -80,7 +79,6 @@ class _Stream:
     slot: Slot
     synth: PiperSynth
     text: PhraseBuffer
-    length_scale: float = 1.0
     pitch_semitones: float = 0.0
     phrases: deque[tuple[Phrase, float]] = field(default_factory=deque)  # (phrase, pitch)
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -239,7 +237,6 @@ class PiperTtsBackend(Backend):
             PhraseBuffer(
                 o.first_phrase_words, o.max_phrase_words, o.max_phrase_chars, cfg.min_pause_words
             ),
-            length_scale=cfg.length_scale,
         )
         self._streams[slot.index] = stream
         return stream
@@ -277,12 +274,11 @@ class PiperTtsBackend(Backend):
     def _submit(self, s: _Stream, alone: bool) -> None:
         phrase, pitch = s.phrases.popleft()
         s.ready_since = None if not s.phrases else time.monotonic()
-        length_scale = s.length_scale
 
         def work() -> tuple[Synthesis | None, float]:
             if not phrase.words:
                 return None, phrase.pause_s
-            result = s.synth.synthesize(phrase.words, length_scale, alone=alone)
+            result = s.synth.synthesize(phrase.words, alone=alone)
             if pitch:
                 result.pcm = self._shift_pitch(result.pcm, pitch)
             return result, phrase.pause_s
@@ -317,7 +313,7 @@ class PiperTtsBackend(Backend):
         self._send_frames(s, pad=False)
 
     def _shift_pitch(self, pcm: np.ndarray, semitones: float) -> np.ndarray:
-        from parley.audio.pitch import shift_pitch
+        from parley.audio.stretch import shift_pitch
 
         return shift_pitch(pcm, OUTPUT_RATE_HZ, semitones)
 

@@ -124,9 +124,7 @@ class PiperSynth:
     def describe(self) -> dict[str, Any]:
         return {"model": str(self.model_path), "sample_rate_hz": self.sample_rate_hz}
 
-    def synthesize(
-        self, words: list[str], length_scale: float = 1.0, alone: bool = True
-    ) -> Synthesis:
+    def synthesize(self, words: list[str], alone: bool = True) -> Synthesis:
         """Synthesises `words` as one phrase; word times are seconds from its first sample.
 
         `alone`: nothing else is being synthesised, so use all `cpu_threads`."""
@@ -134,9 +132,7 @@ class PiperSynth:
 
         t0 = time.perf_counter()
         text = " ".join(words)
-        syn = self._SynthesisConfig(
-            length_scale=(self.voice.config.length_scale or 1.0) * length_scale, volume=0.9
-        )
+        syn = self._SynthesisConfig(volume=0.9)
         chunks: list[np.ndarray] = []
         groups: list[list[tuple[int, int]]] = []  # phoneme units (start, samples) per group
         offset = 0
