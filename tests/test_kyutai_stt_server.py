@@ -122,6 +122,40 @@ def test_slots_are_isolated_and_reset(kyutai_server: Server) -> None:
     assert again_a == alone_a
 
 
+def test_bad_input_gets_one_error_and_others_carry_on(kyutai_server: Server) -> None:
+    """The malformed messages of the Whisper suite, one session each, while a healthy session
+    runs beside them in the other slot and gets exactly the words it gets alone."""
+    from tests.test_asr_server import BAD_MESSAGES
+
+    clip = load_clip(CLIP)
+    alone = words_of(asyncio.run(session(kyutai_server, clip)))
+    url = f"ws://127.0.0.1:{kyutai_server.port}/api/asr-streaming"
+
+    async def bad_client(payload: bytes) -> list[Any]:
+        got = []
+        async with websockets.connect(url, additional_headers={"kyutai-api-key": API_KEY}) as ws:
+            await ws.send(audio_message(np.zeros(FRAME, np.float32)))
+            await ws.send(payload)
+            try:
+                async for raw in ws:
+                    got.append(msgpack.unpackb(raw))
+            except websockets.ConnectionClosed:
+                pass
+        return got
+
+    async def run() -> list[Any]:
+        healthy = asyncio.create_task(session(kyutai_server, clip))
+        for name, payload in BAD_MESSAGES.items():
+            got = await asyncio.wait_for(bad_client(payload), 30)
+            errors = [m for m in got if m.get("type") == "Error"]
+            assert len(errors) == 1 and errors[0]["message"], (name, got)
+            assert got[-1]["type"] == "Error", (name, got[-1])
+        return await healthy
+
+    assert words_of(asyncio.run(run())) == alone
+    assert kyutai_server.wait_slots_free() < 1.0
+
+
 def test_post_flushes_with_its_marker(kyutai_server: Server) -> None:
     data = CLIP.read_bytes()
     req = urllib.request.Request(
