@@ -2,7 +2,7 @@
 
 The model is random: what is tested is the pipeline and the protocol — the handshake, Opus
 audio coming back at 12.5 frames per second of input, text pieces that are UTF-8, two sessions
-at once, a full house, garbage audio.
+at once, a full house, malformed and oversized messages, audio sent too far ahead.
 """
 
 from __future__ import annotations
@@ -105,21 +105,51 @@ def test_two_sessions_at_once_and_full_house(chat_server: Server) -> None:
         assert got["first"] == b"\x00" and len(got["pcm"]) > 24_000
 
 
-def test_garbage_audio_gets_an_error(chat_server: Server) -> None:
+def _opus_of(seconds: float) -> list[bytes]:
+    """Audio messages carrying `seconds` of quiet noise as Ogg/Opus."""
+    writer = sphn.OpusStreamWriter(24_000)
+    noise = np.random.default_rng(0).normal(0, 0.05, int(seconds * 24_000)).astype(np.float32)
+    pages = (bytes(writer.append_pcm(noise[i : i + FRAME])) for i in range(0, len(noise), FRAME))
+    return [b"\x01" + p for p in pages if p]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("over 1 MiB", b"exceeds"),
+        ("40 s ahead of real time", b"ahead of real time"),
+        ("not Ogg", b"Ogg pages"),
+    ],
+)
+def test_bad_messages_get_one_error_and_free_the_slot(
+    chat_server: Server, case: str, expected: bytes
+) -> None:
+    messages = {
+        "over 1 MiB": [b"\x01OggS" + bytes(1024 * 1024)],
+        "40 s ahead of real time": _opus_of(40.0),
+        "not Ogg": [b"\x01" + b"RIFF" + bytes(range(200))],
+    }[case]
+
     async def run() -> list[bytes]:
         got = []
-        async with websockets.connect(chat_url(chat_server)) as ws:
+        async with websockets.connect(chat_url(chat_server), max_size=None) as ws:
             got.append(await ws.recv())
-            await ws.send(b"\x01" + b"RIFF" + bytes(range(200)))
             try:
+                for m in messages:
+                    await ws.send(m)
                 while True:
-                    got.append(await asyncio.wait_for(ws.recv(), timeout=10))
+                    reply = await asyncio.wait_for(ws.recv(), timeout=10)
+                    if reply[:1] != b"\x01":  # Moshi's audio may come before the error
+                        got.append(reply)
             except websockets.ConnectionClosed:
                 pass
         return got
 
     got = asyncio.run(run())
-    assert got[0] == b"\x00" and got[-1][:1] == b"\x05"
+    errors = [m for m in got if m[:1] == b"\x05"]
+    assert got[0] == b"\x00" and len(errors) == 1 and errors[0] == got[-1], got
+    assert expected in errors[0], errors
+    assert chat_server.wait_slots_free() < 1.0
 
 
 def test_unauthorized(chat_server: Server) -> None:
