@@ -51,6 +51,7 @@ MODULE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "max_lag_s": ((int, float), 3.0),
         "context_s": ((int, float), 3.0),
         "post_timeout_s": ((int, float), 100.0),
+        "idle_timeout_s": ((int, float), 120.0),  # a socket sending no data for this long closes
     },
 }
 MODULE_OPTIONS["PiperTts"] = {
@@ -64,6 +65,7 @@ MODULE_OPTIONS["PiperTts"] = {
     "token_socket_auth": (bool, False),  # seed 004's clients send no key
     "voice_aliases": (dict, {}),  # other names for voices (OpenAI's "alloy", ...; Kyutai paths)
     "post_timeout_s": ((int, float), 100.0),
+    "idle_timeout_s": ((int, float), 120.0),  # a socket sending no text for this long closes
 }
 # Kyutai checkpoints through the `moshi` package: moshi-server's Python-module keys.
 MODULE_OPTIONS["KyutaiStt"] = {
@@ -78,6 +80,7 @@ MODULE_OPTIONS["KyutaiStt"] = {
     "asr_delay_in_tokens": (int, -1),  # -1: from the checkpoint's stt_config
     "cpu_threads": (int, 1),
     "post_timeout_s": ((int, float), 100.0),
+    "idle_timeout_s": ((int, float), 120.0),
 }
 MODULE_OPTIONS["MoshiChat"] = {
     **{k: v for k, v in MODULE_OPTIONS["KyutaiStt"].items() if k != "asr_delay_in_tokens"},

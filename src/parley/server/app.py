@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
-_PRIVATE_DETAILS = {"post_timeout_s", "token_socket_auth"}
+_PRIVATE_DETAILS = {"post_timeout_s", "idle_timeout_s", "token_socket_auth"}
 
 
 class ModuleStartError(RuntimeError):
@@ -44,7 +44,7 @@ def build_modules(config: Config) -> list[Module]:
     for mc in config.modules:
         backend = build_backend(mc)
         # Route settings travel with the module; only the options its type has.
-        routing = ("post_timeout_s", "token_socket_path", "token_socket_auth")
+        routing = ("post_timeout_s", "idle_timeout_s", "token_socket_path", "token_socket_auth")
         details = {**backend.describe(), **{k: mc.options[k] for k in routing if k in mc.options}}
         info = ModuleInfo(mc.name, mc.type, mc.path, mc.batch_size, details)
         modules.append(Module(info, backend))

@@ -22,7 +22,6 @@ from parley.server.duplex import admit, run_duplex
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT_S = 120.0  # moshi closes an ASR stream with no valid data for this long
 MAX_POST_BYTES = 200 * 1024 * 1024
 MAX_BUFFERED_S = 600.0  # audio a client may send ahead of processing
 CLOSE_BAD_DATA = 1003
@@ -36,6 +35,8 @@ class AsrRoutes:
         self.module = module
         self.authorized_ids = authorized_ids
         self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))
+        # moshi-server closes an ASR stream that sends no data for 120 s
+        self.idle_timeout_s = float(module.info.details.get("idle_timeout_s", 120.0))
         self._labels = {"module": module.info.name}
 
     def _error(self, kind: str, message: str) -> ErrorMessage:
@@ -76,9 +77,10 @@ class AsrRoutes:
         started_s = asyncio.get_running_loop().time()
         while True:
             try:
-                message = await asyncio.wait_for(ws.receive(), timeout=IDLE_TIMEOUT_S)
+                message = await asyncio.wait_for(ws.receive(), timeout=self.idle_timeout_s)
             except TimeoutError:
-                closing.put_nowait((CLOSE_NORMAL, self._error("idle", "no data for 120 s")))
+                idle = f"no data for {self.idle_timeout_s:g} s"
+                closing.put_nowait((CLOSE_NORMAL, self._error("idle", idle)))
                 return
             if message["type"] == "websocket.disconnect":
                 return

@@ -30,7 +30,6 @@ from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 24_000
-IDLE_TIMEOUT_S = 120.0  # no message at all before Eos for this long closes the stream
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # raw formats: the error travels as the close reason
 CLOSE_TOO_BIG = 1009
@@ -44,6 +43,8 @@ class TtsRoutes:
         self.voices = backend.voices
         self.default_voice = backend.default_voice
         self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))
+        # no message at all before Eos for this long closes the stream
+        self.idle_timeout_s = float(module.info.details.get("idle_timeout_s", 120.0))
         self.labels = {"module": module.info.name}
 
     def count_error(self, kind: str) -> None:
@@ -108,11 +109,11 @@ class TtsRoutes:
         while True:
             try:
                 message = await asyncio.wait_for(
-                    ws.receive(), timeout=None if ended else IDLE_TIMEOUT_S
+                    ws.receive(), timeout=None if ended else self.idle_timeout_s
                 )
             except TimeoutError:
                 self.count_error("idle")
-                errors.put_nowait((CLOSE_NORMAL, f"no text for {IDLE_TIMEOUT_S:.0f} s"))
+                errors.put_nowait((CLOSE_NORMAL, f"no text for {self.idle_timeout_s:g} s"))
                 return
             if message["type"] == "websocket.disconnect":
                 return

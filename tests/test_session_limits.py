@@ -1,0 +1,99 @@
+"""Settings that guard sessions, on a real server with short limits: `idle_timeout_s` closes a
+socket that sends nothing (with one clear error, slot freed), `token_socket_auth = true` makes
+seed 004's socket ask for a key like every other route."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+import websockets
+
+from parley.client.errors import Unauthorized
+from parley.client.tokens import speak_tokens
+from tests.conftest import API_KEY, Server, packaged_model_dir, start_server
+
+IDLE_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(
+        tmp_path_factory.mktemp("strict"),
+        f"""
+authorized_ids = ["{API_KEY}"]
+[modules.asr]
+type = "WhisperStreaming"
+batch_size = 2
+model = "{packaged_model_dir()}"
+idle_timeout_s = {IDLE_S}
+
+[modules.tts]
+type = "PiperTts"
+batch_size = 2
+idle_timeout_s = {IDLE_S}
+token_socket_auth = true
+""",
+    )
+    yield srv
+    srv.process.terminate()
+    srv.process.wait(timeout=15)
+
+
+def used_slots(srv: Server) -> dict[str, int]:
+    return {m["name"]: m["used_slots"] for m in srv.modules_info()}
+
+
+async def silent_session(srv: Server, path: str, sends: list[bytes]) -> tuple[list[Any], float]:
+    """Sends `sends`, then nothing; returns what came back and the seconds until the close."""
+    got: list[Any] = []
+    url = f"ws://127.0.0.1:{srv.port}{path}"
+    async with websockets.connect(url, additional_headers={"kyutai-api-key": API_KEY}) as ws:
+        for item in sends:
+            await ws.send(item)
+        start = time.monotonic()
+        try:
+            async for raw in ws:
+                got.append(msgpack.unpackb(raw))
+        except websockets.ConnectionClosed:
+            pass
+        return got, time.monotonic() - start
+
+
+@pytest.mark.parametrize(
+    ("path", "sends", "reason"),
+    [
+        ("/api/asr-streaming", [], "no data"),
+        ("/api/tts_streaming?format=PcmMessagePack", [], "no text"),
+        (  # text sent, but no Eos: the stream would otherwise hold its slot for ever
+            "/api/tts_streaming?format=PcmMessagePack",
+            [msgpack.packb({"type": "Text", "text": "Hello"})],
+            "no text",
+        ),
+    ],
+)
+def test_idle_socket_gets_one_error_and_frees_its_slot(
+    strict_server: Server, path: str, sends: list[bytes], reason: str
+) -> None:
+    got, waited_s = asyncio.run(asyncio.wait_for(silent_session(strict_server, path, sends), 30))
+    errors = [m for m in got if m.get("type") == "Error"]
+    assert len(errors) == 1 and errors[0] == got[-1], got
+    assert reason in errors[0]["message"] and f"{IDLE_S:g} s" in errors[0]["message"]
+    assert waited_s >= IDLE_S - 0.1
+    deadline = time.monotonic() + 2.0
+    while any(used_slots(strict_server).values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(used_slots(strict_server).values())
+
+
+def test_token_socket_asks_for_a_key_when_configured(strict_server: Server) -> None:
+    url = f"ws://127.0.0.1:{strict_server.port}"
+    for key in (None, "wrong"):
+        with pytest.raises(Unauthorized):
+            asyncio.run(speak_tokens(["Hi."], url=url, api_key=key))
+    speech = asyncio.run(speak_tokens(["Hello", " there."], url=url, api_key=API_KEY))
+    assert speech.frames and len(speech.pcm) > 0.3 * speech.sample_rate
