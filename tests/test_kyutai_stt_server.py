@@ -168,6 +168,49 @@ def test_post_flushes_with_its_marker(kyutai_server: Server) -> None:
     assert info[0]["type"] == "KyutaiStt" and info[0]["extra_heads"] == 4
 
 
+def test_repo_id_from_the_local_hf_cache_and_delay_override(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hf_repo = "owner/name"` is found in the Hugging Face cache with the hub off, as files
+    fetched earlier with `huggingface-cli download` would be; `asr_delay_in_tokens` moves the
+    step at which a marker comes back."""
+    cache = tmp_path / "hub"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--parley-tests--tiny-stt"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for f in checkpoint.iterdir():
+        (snapshot / f.name).symlink_to(f)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    extra = DELAY_TOKENS + 10
+    srv = start_server(
+        tmp_path,
+        f"""
+authorized_ids = ["{API_KEY}"]
+[modules.asr]
+type = "KyutaiStt"
+batch_size = 1
+hf_repo = "parley-tests/tiny-stt"
+asr_delay_in_tokens = {extra}
+""",
+    )
+    try:
+        info = srv.modules_info()[0]
+        assert info["type"] == "KyutaiStt" and info["delay_tokens"] == extra
+        assert str(snapshot) in str(info["model"])
+        messages = asyncio.run(session(srv, load_clip(CLIP), marker_after_s=3.0))
+        frames_before = messages.pop(0)["frames_sent_before_marker"]
+        steps = [m for m in messages if m["type"] == "Step"]
+        assert messages[-1] == {"type": "Marker", "id": 7}
+        assert len(steps) == frames_before + extra + 1
+    finally:
+        srv.process.terminate()
+        srv.process.wait(timeout=15)
+
+
 def serve_fails(tmp: Path, config: str) -> str:
     cfg = tmp / "bad.toml"
     cfg.write_text(config)

@@ -81,6 +81,7 @@ class KyutaiSttBackend(MoshiRows):
             "model": str(self.files.moshi_weight),
             "device": self.device,
             "delay_s": self.delay_s,
+            "delay_tokens": self.delay_tokens,  # markers wait this many steps past their audio
             "extra_heads": len(getattr(self.lm, "extra_heads", [])),
         }
 
