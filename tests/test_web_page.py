@@ -66,12 +66,10 @@ def fake_mic_wav(tmp: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def chromium(*extra: str) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    mic = fake_mic_wav(tmp_path_factory.mktemp("mic"))
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in (
@@ -79,13 +77,21 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--window-size=1100,900",
+        "--autoplay-policy=no-user-gesture-required",
+        *extra,
+    ):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    mic = fake_mic_wav(tmp_path_factory.mktemp("mic"))
+    driver = chromium(
         "--use-fake-ui-for-media-stream",  # grants the microphone permission
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={mic}",
-        "--autoplay-policy=no-user-gesture-required",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
@@ -209,3 +215,77 @@ def test_errors_are_shown_in_words(web_server: Server, browser: Any) -> None:
         for h in holders:
             loop.run_until_complete(h.close())
         loop.close()
+
+
+def test_microphone_refused_is_said_in_words(web_server: Server) -> None:
+    from selenium.webdriver.common.by import By
+
+    # A browser whose user refuses every permission prompt.
+    driver = chromium("--use-fake-device-for-media-stream", "--deny-permission-prompts")
+    try:
+        open_page(driver, web_server)
+        driver.find_element(By.ID, "mic-start").click()
+        message = wait_for(lambda: driver.find_element(By.ID, "stt-error").text, 10, "error")
+        assert "Microphone permission was refused" in message
+        assert not page_state(driver)["stt"]["running"]
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / "error-mic-refused.png"))
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def kyutai_web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Kyutai STT and TTS (tiny random checkpoints written here) behind the same page."""
+    from tests.kyutai_checkpoints import (
+        tiny_tts_voice_path,
+        write_tiny_stt_checkpoint,
+        write_tiny_tts_checkpoint,
+    )
+
+    stt = write_tiny_stt_checkpoint(tmp_path_factory.mktemp("tiny-stt"))
+    tts = write_tiny_tts_checkpoint(tmp_path_factory.mktemp("tiny-tts"))
+    srv = start_server(
+        tmp_path_factory.mktemp("kyutai-web"),
+        f"""
+authorized_ids = ["{API_KEY}"]
+[modules.asr]
+type = "KyutaiStt"
+batch_size = 1
+hf_repo = "{stt}"
+[modules.tts]
+type = "KyutaiTts"
+batch_size = 1
+hf_repo = "{tts}"
+n_q = 8
+voice = "{tiny_tts_voice_path(tts)}"
+""",
+    )
+    yield srv
+    srv.process.terminate()
+    srv.process.wait(timeout=15)
+
+
+def test_page_drives_kyutai_modules(kyutai_web_server: Server, browser: Any) -> None:
+    """The random models say nothing sensible; the page must still stream to and from them."""
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, kyutai_web_server)
+    capacity = browser.find_element(By.ID, "capacity").text
+    assert "Speech to text: 0 of 1" in capacity and "Text to speech: 0 of 1" in capacity
+    browser.find_element(By.ID, "mic-start").click()
+    wait_for(lambda: page_state(browser)["stt"]["steps"] > 10, 30, "Step messages")
+    browser.find_element(By.ID, "mic-stop").click()
+    wait_for(lambda: not page_state(browser)["stt"]["running"], 10, "the microphone to stop")
+    assert page_state(browser)["stt"]["ready"] and not page_state(browser)["stt"]["errors"]
+
+    box = browser.find_element(By.ID, "tts-text")
+    box.clear()
+    box.send_keys("one two three four")
+    browser.find_element(By.ID, "speak").click()
+    wait_for(lambda: page_state(browser)["tts"]["done"], 60, "the end of the stream")
+    state = page_state(browser)["tts"]
+    assert state["framesScheduled"] == state["framesReceived"] > 5
+    assert [w["text"] for w in state["words"]] == ["one", "two", "three", "four"]
+    assert not state["errors"]
+    browser.save_screenshot(str(SHOTS / "kyutai-modules.png"))

@@ -48,8 +48,15 @@ async function checkKey() {
   return null;
 }
 
-function moduleOf(type) {
-  return state.modules.find((m) => m.type === type);
+// Module types by what they do: the page speaks the same protocol to either kind.
+const ROLES = {
+  stt: { types: ["WhisperStreaming", "KyutaiStt"], label: "Speech to text" },
+  tts: { types: ["PiperTts", "KyutaiTts"], label: "Text to speech" },
+  chat: { types: ["MoshiChat"], label: "Speech to speech" },
+};
+
+function moduleOf(role) {
+  return state.modules.find((m) => ROLES[role].types.includes(m.type));
 }
 
 async function loadModules() {
@@ -61,12 +68,13 @@ async function loadModules() {
     return;
   }
   const parts = state.modules.map((m) => {
-    const label = m.type === "PiperTts" ? "Text to speech" : m.type === "WhisperStreaming" ? "Speech to text" : m.type;
+    const role = Object.values(ROLES).find((r) => r.types.includes(m.type));
+    const label = role ? role.label : m.type;
     const full = m.used_slots >= m.total_slots ? " (full)" : "";
     return `${label}: ${m.used_slots} of ${m.total_slots} channels in use${full}`;
   });
   $("capacity").textContent = parts.join(" · ");
-  const tts = moduleOf("PiperTts");
+  const tts = moduleOf("tts");
   const select = $("voice");
   if (tts && select.options.length === 0) {
     for (const v of tts.voices) {
@@ -75,7 +83,7 @@ async function loadModules() {
     }
   }
   $("speak").disabled = !tts;
-  $("mic-start").disabled = state.stt.running || !moduleOf("WhisperStreaming");
+  $("mic-start").disabled = state.stt.running || !moduleOf("stt");
 }
 
 // --- speech to text ----------------------------------------------------------------------
@@ -103,7 +111,7 @@ async function startMic() {
   const keyError = await checkKey();
   if (keyError) return showError("stt", keyError);
   await loadModules();
-  const stt = moduleOf("WhisperStreaming");
+  const stt = moduleOf("stt");
   if (!stt) return showError("stt", "This server has no speech-to-text module.");
   if (stt.used_slots >= stt.total_slots) {
     return showError("stt", `The server is full: all ${stt.total_slots} speech-to-text channels are in use.`);
@@ -226,7 +234,7 @@ async function speak() {
   $("ttfa").textContent = "";
   const keyError = await checkKey();
   if (keyError) return showError("tts", keyError);
-  const tts = moduleOf("PiperTts");
+  const tts = moduleOf("tts");
   if (!tts) return showError("tts", "This server has no text-to-speech module.");
   const words = $("tts-text").value.split(/\s+/).filter(Boolean);
   if (words.length === 0) return showError("tts", "Type some text first.");
