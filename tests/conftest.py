@@ -40,6 +40,13 @@ class Server:
         with urllib.request.urlopen(self.http + "/api/modules_info", timeout=5) as r:
             return list(json.loads(r.read()))
 
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
     def used_slots(self) -> int:
         return int(self.modules_info()[0]["used_slots"])  # type: ignore[call-overload]
 
@@ -102,10 +109,19 @@ def start_server(tmp: Path, config_text: str | None) -> Server:
     raise RuntimeError("server did not start:\n" + log_path.read_text())
 
 
+def serving(tmp: Path, config_text: str | None) -> Iterator[Server]:
+    """A server for a fixture: `yield from serving(...)`, stopped when the fixture ends."""
+    srv = start_server(tmp, config_text)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("server")
-    srv = start_server(
+    yield from serving(
         tmp,
         f"""
 authorized_ids = ["{API_KEY}", "second_token"]
@@ -117,12 +133,6 @@ model = "{packaged_model_dir()}"
 post_timeout_s = 3.0
 """,
     )
-    yield srv
-    srv.process.terminate()
-    try:
-        srv.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        srv.process.kill()
 
 
 def load_clip(path: Path) -> np.ndarray:

@@ -7,6 +7,7 @@ import math
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -222,29 +223,33 @@ BAD_MESSAGES = {
 }
 
 
+async def bad_session(url: str, payload: bytes) -> list[dict[str, Any]]:
+    """One frame of silence, then `payload`; the messages until the server closes."""
+    got = []
+    async with await connect(url, API_KEY) as ws:
+        await ws.send(audio_message(np.zeros(FRAME_SAMPLES, np.float32)))
+        await ws.send(payload)
+        try:
+            async for raw in ws:
+                got.append(msgpack.unpackb(raw))
+        except websockets.ConnectionClosed:
+            pass
+    return got
+
+
+def check_one_error(name: str, got: list[dict[str, Any]]) -> None:
+    errors = [m for m in got if m.get("type") == "Error"]
+    assert len(errors) == 1 and errors[0]["message"], (name, got)
+    assert got[-1]["type"] == "Error", (name, got[-1])
+
+
 def test_bad_input_gets_one_error_and_others_carry_on(server: Server) -> None:
     clip = next(c for c in CLIPS if c.id == "mfa_61-70968-0000")
-
-    async def bad_client(payload: bytes) -> list[asr.ServerMessage]:
-        got = []
-        async with await connect(server.ws, API_KEY) as ws:
-            await ws.send(audio_message(np.zeros(FRAME_SAMPLES, np.float32)))
-            await ws.send(payload)
-            try:
-                async for raw in ws:
-                    got.append(asr.decode_server(raw))
-            except websockets.ConnectionClosed:
-                pass
-        return got
 
     async def run() -> None:
         healthy = asyncio.create_task(transcribe_stream(server.ws, load_clip(clip.path)))
         for name, payload in BAD_MESSAGES.items():
-            got = await asyncio.wait_for(bad_client(payload), 10)
-            errors = [m for m in got if isinstance(m, ErrorMessage)]
-            assert len(errors) == 1, (name, got)
-            assert errors[0].message, name
-            assert isinstance(got[-1], ErrorMessage), (name, got[-1])
+            check_one_error(name, await asyncio.wait_for(bad_session(server.ws, payload), 10))
         res = await healthy
         assert wer([clip.reference], [res.text]) < 0.2
 
@@ -322,5 +327,4 @@ def test_embedded_defaults(tmp_path: Path) -> None:
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.headers["Content-Type"] == "audio/wav" and len(r.read()) > 24_000
     finally:
-        srv.process.terminate()
-        srv.process.wait(timeout=15)
+        srv.stop()

@@ -53,11 +53,7 @@ post_timeout_s = 1.0
 """,
     )
     yield server
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 import websockets
 
 from parley.client.asr import audio_message, marker_message
-from tests.conftest import API_KEY, EVAL_DIR, ROOT, Server, load_clip, start_server
+from tests.conftest import API_KEY, EVAL_DIR, ROOT, Server, load_clip, serving, start_server
 from tests.kyutai_checkpoints import AUDIO_DELAY_SECONDS, write_tiny_stt_checkpoint
 
 FRAME = 1920
@@ -37,7 +37,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def kyutai_server(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Iterator[Server]:
-    srv = start_server(
+    yield from serving(
         tmp_path_factory.mktemp("kyutai-server"),
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -49,9 +49,6 @@ hf_repo = "{checkpoint}"
 device = "cpu"
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 async def session(srv: Server, pcm: np.ndarray, marker_after_s: float = 2.0) -> list[Any]:
@@ -125,31 +122,16 @@ def test_slots_are_isolated_and_reset(kyutai_server: Server) -> None:
 def test_bad_input_gets_one_error_and_others_carry_on(kyutai_server: Server) -> None:
     """The malformed messages of the Whisper suite, one session each, while a healthy session
     runs beside them in the other slot and gets exactly the words it gets alone."""
-    from tests.test_asr_server import BAD_MESSAGES
+    from tests.test_asr_server import BAD_MESSAGES, bad_session, check_one_error
 
     clip = load_clip(CLIP)
     alone = words_of(asyncio.run(session(kyutai_server, clip)))
     url = f"ws://127.0.0.1:{kyutai_server.port}/api/asr-streaming"
 
-    async def bad_client(payload: bytes) -> list[Any]:
-        got = []
-        async with websockets.connect(url, additional_headers={"kyutai-api-key": API_KEY}) as ws:
-            await ws.send(audio_message(np.zeros(FRAME, np.float32)))
-            await ws.send(payload)
-            try:
-                async for raw in ws:
-                    got.append(msgpack.unpackb(raw))
-            except websockets.ConnectionClosed:
-                pass
-        return got
-
     async def run() -> list[Any]:
         healthy = asyncio.create_task(session(kyutai_server, clip))
         for name, payload in BAD_MESSAGES.items():
-            got = await asyncio.wait_for(bad_client(payload), 30)
-            errors = [m for m in got if m.get("type") == "Error"]
-            assert len(errors) == 1 and errors[0]["message"], (name, got)
-            assert got[-1]["type"] == "Error", (name, got[-1])
+            check_one_error(name, await asyncio.wait_for(bad_session(url, payload), 30))
         return await healthy
 
     assert words_of(asyncio.run(run())) == alone
@@ -207,8 +189,7 @@ asr_delay_in_tokens = {extra}
         assert messages[-1] == {"type": "Marker", "id": 7}
         assert len(steps) == frames_before + extra + 1
     finally:
-        srv.process.terminate()
-        srv.process.wait(timeout=15)
+        srv.stop()
 
 
 def serve_fails(tmp: Path, config: str) -> str:

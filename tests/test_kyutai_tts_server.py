@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from parley.client.tts import ServerError, SpeechResult, speak
-from tests.conftest import API_KEY, Server, start_server
+from tests.conftest import API_KEY, Server, serving
 from tests.kyutai_checkpoints import (
     TTS_VOICE_NAME,
     tiny_tts_voice_path,
@@ -23,7 +23,7 @@ from tests.kyutai_checkpoints import (
 
 
 def serve_tiny_tts(tmp: pytest.TempPathFactory, checkpoint: Path, options: str) -> Iterator[Server]:
-    srv = start_server(
+    yield from serving(
         tmp.mktemp("kyutai-tts-server"),
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -35,9 +35,6 @@ n_q = 8
 {options}
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import sphn
 import websockets
 
-from tests.conftest import API_KEY, EVAL_DIR, Server, load_clip, start_server
+from tests.conftest import API_KEY, EVAL_DIR, Server, load_clip, serving
 from tests.kyutai_checkpoints import write_tiny_moshi_checkpoint
 
 FRAME = 1920
@@ -26,7 +26,7 @@ CLIP = EVAL_DIR / "pocketsphinx" / "librivox_0930.wav"
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     checkpoint = write_tiny_moshi_checkpoint(tmp_path_factory.mktemp("tiny-moshi"))
-    srv = start_server(
+    yield from serving(
         tmp_path_factory.mktemp("chat-server"),
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -36,9 +36,6 @@ batch_size = 2
 hf_repo = "{checkpoint}"
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 def chat_url(srv: Server) -> str:

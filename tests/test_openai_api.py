@@ -22,7 +22,7 @@ from parley.audio.decode import decode_file
 from parley.bench.eval_clips import english_clips
 from parley.bench.offline import offline_transcripts
 from parley.bench.wer import wer
-from tests.conftest import API_KEY, EVAL_DIR, Server, packaged_model_dir, start_server
+from tests.conftest import API_KEY, EVAL_DIR, Server, packaged_model_dir, serving
 from tests.test_tts_server import transcribe, whisper  # noqa: F401 - fixture
 
 TEXT = (
@@ -34,7 +34,7 @@ CLIPS = [c for c in english_clips(EVAL_DIR) if c.duration_s <= 12.0][:5]
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(
+    yield from serving(
         tmp_path_factory.mktemp("openai"),
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -50,9 +50,6 @@ voice_aliases = {{ nova = "en_US-joe-medium" }}
 post_timeout_s = 2.0
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,14 @@ import websockets
 
 from parley.client.errors import Unauthorized
 from parley.client.tokens import speak_tokens
-from tests.conftest import API_KEY, Server, packaged_model_dir, start_server
+from tests.conftest import API_KEY, Server, packaged_model_dir, serving
 
 IDLE_S = 1.5
 
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(
+    yield from serving(
         tmp_path_factory.mktemp("strict"),
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -39,9 +39,6 @@ idle_timeout_s = {IDLE_S}
 token_socket_auth = true
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 def used_slots(srv: Server) -> dict[str, int]:

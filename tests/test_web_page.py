@@ -21,7 +21,14 @@ import websockets
 
 from parley.audio.decode import decode_file
 from parley.bench.wer import normalize
-from tests.conftest import API_KEY, EVAL_DIR, ROOT, Server, packaged_model_dir, start_server
+from tests.conftest import (
+    API_KEY,
+    EVAL_DIR,
+    ROOT,
+    Server,
+    packaged_model_dir,
+    serving,
+)
 
 SHOTS = ROOT / "build" / "screenshots"
 CLIP = EVAL_DIR / "pocketsphinx" / "librivox_0930.wav"
@@ -35,7 +42,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(
+    yield from serving(
         tmp_path_factory.mktemp("web"),
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -48,9 +55,6 @@ type = "PiperTts"
 batch_size = 2
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 def fake_mic_wav(tmp: Path) -> Path:
@@ -245,7 +249,7 @@ def kyutai_web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
 
     stt = write_tiny_stt_checkpoint(tmp_path_factory.mktemp("tiny-stt"))
     tts = write_tiny_tts_checkpoint(tmp_path_factory.mktemp("tiny-tts"))
-    srv = start_server(
+    yield from serving(
         tmp_path_factory.mktemp("kyutai-web"),
         f"""
 authorized_ids = ["{API_KEY}"]
@@ -261,9 +265,6 @@ n_q = 8
 voice = "{tiny_tts_voice_path(tts)}"
 """,
     )
-    yield srv
-    srv.process.terminate()
-    srv.process.wait(timeout=15)
 
 
 def test_page_drives_kyutai_modules(kyutai_web_server: Server, browser: Any) -> None:
