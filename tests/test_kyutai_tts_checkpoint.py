@@ -16,6 +16,7 @@ from moshi.models.tts import Entry, TTSModel  # noqa: E402
 from moshi.utils.compile import no_compile  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from parley.backends.kyutai.tts import ready_to_step  # noqa: E402
 from tests.kyutai_checkpoints import (  # noqa: E402
     TINY_N_Q,
     TINY_TTS_SPEAKER_DIM,
@@ -88,23 +89,6 @@ def test_generate_non_streaming(checkpoint: Path) -> None:
     assert pcm.shape == (len(TEXTS), 1, FRAME_SIZE) and pcm.dtype == torch.float32
 
 
-def _is_active(state, complete: bool, lookahead: int) -> bool:
-    """moshi-server's ClientState.is_active."""
-    if complete:
-        return True
-    if not state.entries:
-        return False
-    if not state.entries[0].tokens:
-        return True
-    remaining = lookahead + 1
-    for entry in state.entries:
-        if entry.tokens:
-            remaining -= 1
-        if remaining <= 0:
-            return True
-    return False
-
-
 @torch.no_grad()
 def test_streaming_word_by_word(checkpoint: Path) -> None:
     """moshi-server's TTSService loop: one word pushed per slot per step, exec masks."""
@@ -173,7 +157,7 @@ def test_streaming_word_by_word(checkpoint: Path) -> None:
             elif not complete[b]:
                 complete[b] = True
         for b in range(batch):
-            active = done_at[b] is None and _is_active(
+            active = done_at[b] is None and ready_to_step(
                 states[b], complete[b], machine.second_stream_ahead
             )
             if not active and done_at[b] is None:

@@ -95,7 +95,6 @@ class MoshiChatBackend(MoshiRows):
         self._chats[index] = None
 
     def step(self, slots: Sequence[Slot]) -> bool:
-        torch = self._torch
         for slot in slots:
             chat = self._chats[slot.index]
             if chat is None:
@@ -107,16 +106,10 @@ class MoshiChatBackend(MoshiRows):
         ready = [c for c in self._chats if c is not None and len(c.pcm) >= FRAME_SAMPLES]
         if not ready:
             return False
-        frames = np.zeros((self.batch_size, FRAME_SAMPLES), np.float32)
-        exec_mask = torch.zeros(self.batch_size, dtype=torch.bool)
-        first = torch.zeros(self.batch_size, dtype=torch.bool)
+        first = self._rows(c.slot.index for c in ready if c.frames == 0)
         for c in ready:
-            frames[c.slot.index] = c.pcm[:FRAME_SAMPLES]
-            c.pcm = c.pcm[FRAME_SAMPLES:]
-            exec_mask[c.slot.index] = True
-            first[c.slot.index] = c.frames == 0
             c.frames += 1
-        tokens, pcm_out = self._run(frames, exec_mask, first)
+        tokens, pcm_out = self._run(*self._take_frames(ready), first)
         for c in ready:
             b = c.slot.index
             frame = pcm_out[b]

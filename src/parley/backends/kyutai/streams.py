@@ -3,10 +3,12 @@ resetting the rows of slots that a new session has taken (moshi's per-row reset 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from parley.engine.backend import Backend
+import numpy as np
+
+from parley.engine.backend import FRAME_SAMPLES, Backend
 
 
 class MoshiRows(Backend):
@@ -30,6 +32,15 @@ class MoshiRows(Backend):
         mask = self._torch.zeros(self.batch_size, dtype=self._torch.bool)
         mask[list(indices)] = True
         return mask
+
+    def _take_frames(self, ready: Sequence[Any]) -> tuple[np.ndarray, Any]:
+        """Moves one 80 ms frame from each ready stream's `pcm` into its slot's row; returns
+        the batch of frames and the mask of the rows that step."""
+        frames = np.zeros((self.batch_size, FRAME_SAMPLES), np.float32)
+        for s in ready:
+            frames[s.slot.index] = s.pcm[:FRAME_SAMPLES]
+            s.pcm = s.pcm[FRAME_SAMPLES:]
+        return frames, self._rows(s.slot.index for s in ready)
 
     def _reset_rows(self, mask: Any) -> None:
         self.mimi.reset_streaming(mask)

@@ -101,7 +101,6 @@ class KyutaiSttBackend(MoshiRows):
 
     # --- the tick --------------------------------------------------------------------------
     def step(self, slots: Sequence[Slot]) -> bool:
-        torch = self._torch
         for slot in slots:
             st = self._slots[slot.index]
             if st is None:
@@ -122,13 +121,7 @@ class KyutaiSttBackend(MoshiRows):
         self._apply_resets()
         if not ready:
             return False
-        frames = np.zeros((self.batch_size, FRAME_SAMPLES), np.float32)
-        exec_mask = torch.zeros(self.batch_size, dtype=torch.bool)
-        for s in ready:
-            frames[s.slot.index] = s.pcm[:FRAME_SAMPLES]
-            s.pcm = s.pcm[FRAME_SAMPLES:]
-            exec_mask[s.slot.index] = True
-        tokens, heads = self._run(frames, exec_mask)
+        tokens, heads = self._run(*self._take_frames(ready))
         for s in ready:
             self._after_step(s, tokens, heads)
         return any(len(s.pcm) >= FRAME_SAMPLES or s.markers for s in ready)

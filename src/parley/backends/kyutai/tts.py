@@ -227,7 +227,7 @@ class KyutaiTtsBackend(MoshiRows):
         lookahead = self.machine.second_stream_ahead
         for b, s in enumerate(self._streams):
             self._active[b] = bool(
-                s is not None and not s.done and _ready(s.state, s.complete, lookahead)
+                s is not None and not s.done and ready_to_step(s.state, s.complete, lookahead)
             )
             if s is not None and not s.done and not self._active[b] and s.state.entries:
                 metrics.TTS_MISSING_WORDS_STEPS.labels(**self._labels).inc()
@@ -392,7 +392,7 @@ def find_voices(voice: str, voices_dir: str) -> tuple[dict[str, Path], str]:
     raise ValueError(f"voice: {voice!r} is neither a file nor a voice in voices_dir")
 
 
-def _ready(state: Any, complete: bool, lookahead: int) -> bool:
+def ready_to_step(state: Any, complete: bool, lookahead: int) -> bool:
     """moshi-server's rule: step only with enough words queued ahead, or at a pause, or when
     the client has sent all its text."""
     if complete:
