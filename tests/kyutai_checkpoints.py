@@ -306,34 +306,46 @@ def tiny_mimi_config(n_q: int = TINY_N_Q, bins: int = TINY_CARD) -> dict:
     }
 
 
-def tiny_stt_config(text_card: int, n_q: int = TINY_N_Q, card: int = TINY_CARD) -> dict:
-    """`config.json` with the keys of the real STT configs, at toy sizes."""
+def _tiny_lm(text_card: int, card: int, n_q: int) -> dict:
+    """The `config.json` keys the tiny STT, Moshi and TTS checkpoints share: a 2-layer
+    transformer of width 64 with a 1-layer depformer, and the names of the other files."""
     return {
         "card": card,
         "n_q": n_q,
-        "dep_q": 0,
-        "delays": [0] * (n_q + 1),
-        "dim": 64,
         "text_card": text_card,
         "existing_text_padding_id": TEXT_PADDING_ID,
+        "dim": 64,
         "num_heads": 4,
         "num_layers": 2,
         "hidden_scale": 4.125,
         "causal": True,
         "layer_scale": None,
-        "context": 375,
-        "max_period": 100000.0,
         "gating": "silu",
         "norm": "rms_norm_f32",
         "positional_embedding": "rope",
-        # Unused when dep_q == 0, but present in the real configs.
         "depformer_dim": 32,
         "depformer_num_heads": 2,
         "depformer_num_layers": 1,
-        "depformer_dim_feedforward": None,
         "depformer_multi_linear": True,
         "depformer_pos_emb": "none",
         "depformer_weights_per_step": True,
+        "moshi_name": MOSHI_NAME,
+        "mimi_name": MIMI_NAME,
+        "mimi_config_name": MIMI_CONFIG_NAME,
+        "tokenizer_name": TOKENIZER_NAME,
+    }
+
+
+def tiny_stt_config(text_card: int, n_q: int = TINY_N_Q, card: int = TINY_CARD) -> dict:
+    """`config.json` with the keys of the real STT configs, at toy sizes."""
+    return {
+        **_tiny_lm(text_card, card, n_q),
+        "dep_q": 0,
+        "delays": [0] * (n_q + 1),
+        "context": 375,
+        "max_period": 100000.0,
+        # The depformer keys (here and in _tiny_lm) are unused with dep_q == 0, as in real configs.
+        "depformer_dim_feedforward": None,
         "extra_heads_num_heads": TINY_EXTRA_HEADS,
         "extra_heads_dim": TINY_EXTRA_HEADS_DIM,
         "conditioners": {},
@@ -345,10 +357,6 @@ def tiny_stt_config(text_card: int, n_q: int = TINY_N_Q, card: int = TINY_CARD) 
             "audio_delay_seconds": AUDIO_DELAY_SECONDS,
         },
         "model_type": "stt",
-        "moshi_name": MOSHI_NAME,
-        "mimi_name": MIMI_NAME,
-        "mimi_config_name": MIMI_CONFIG_NAME,
-        "tokenizer_name": TOKENIZER_NAME,
     }
 
 
@@ -422,40 +430,18 @@ def tiny_moshi_config(
     """`config.json` of a full-duplex Moshi (the keys of moshi's built-in 7B `_lm_kwargs`)."""
     delays = [0] + [0] + [1] * (dep_q - 1) + [0] + [1] * (n_q - dep_q - 1)
     return {
-        "card": card,
-        "n_q": n_q,
+        **_tiny_lm(text_card, card, n_q),
         "dep_q": dep_q,
         "delays": delays,
-        "dim": 64,
-        "text_card": text_card,
-        "existing_text_padding_id": TEXT_PADDING_ID,
-        "num_heads": 4,
-        "num_layers": 2,
-        "hidden_scale": 4.125,
-        "causal": True,
-        "layer_scale": None,
         "context": 3000,
         "max_period": 10000,
-        "gating": "silu",
-        "norm": "rms_norm_f32",
-        "positional_embedding": "rope",
-        "depformer_dim": 32,
         "depformer_dim_feedforward": 132,
-        "depformer_num_heads": 2,
-        "depformer_num_layers": 1,
         "depformer_layer_scale": None,
-        "depformer_multi_linear": True,
         "depformer_context": 8,
         "depformer_max_period": 10000,
         "depformer_gating": "silu",
-        "depformer_pos_emb": "none",
-        "depformer_weights_per_step": True,
         "model_id": {"sig": "tinymoshi", "epoch": 0},
         "model_type": "moshi",
-        "moshi_name": MOSHI_NAME,
-        "mimi_name": MIMI_NAME,
-        "mimi_config_name": MIMI_CONFIG_NAME,
-        "tokenizer_name": TOKENIZER_NAME,
     }
 
 
@@ -559,30 +545,12 @@ def tiny_tts_config(text_card: int, n_q: int = TINY_N_Q, card: int = TINY_CARD) 
     half = n_q // 2
     schedule = list(range(half)) + [half + i // 2 for i in range(n_q - half)]
     return {
-        "card": card,
-        "n_q": n_q,
+        **_tiny_lm(text_card, card, n_q),
         "dep_q": n_q,
         "delays": [0, 0] + [2] * (n_q - 1),
-        "dim": 64,
-        "text_card": text_card,
-        "existing_text_padding_id": TEXT_PADDING_ID,
-        "num_heads": 4,
-        "num_layers": 2,
-        "hidden_scale": 4.125,
-        "causal": True,
-        "layer_scale": None,
         "context": 500,
         "max_period": 10000,
-        "gating": "silu",
-        "norm": "rms_norm_f32",
-        "positional_embedding": "rope",
-        "depformer_dim": 32,
-        "depformer_num_heads": 2,
-        "depformer_num_layers": 1,
         "depformer_dim_feedforward": 96,
-        "depformer_multi_linear": True,
-        "depformer_pos_emb": "none",
-        "depformer_weights_per_step": True,
         "depformer_low_rank_embeddings": 8,
         "demux_second_stream": True,
         "text_card_out": None,
@@ -618,10 +586,6 @@ def tiny_tts_config(text_card: int, n_q: int = TINY_N_Q, card: int = TINY_CARD) 
         "depformer_weights_per_step_schedule": schedule,
         "model_type": "tts",
         "lm_gen_config": {"temp": 0.6, "temp_text": 0.6, "top_k": 250, "top_k_text": 50},
-        "moshi_name": MOSHI_NAME,
-        "mimi_name": MIMI_NAME,
-        "mimi_config_name": MIMI_CONFIG_NAME,
-        "tokenizer_name": TOKENIZER_NAME,
     }
 
 
