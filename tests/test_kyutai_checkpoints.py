@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,14 @@ def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loaders, "hf_hub_download", refuse)
 
 
+def reset_rows(mimi: Any, lm_gen: Any, slots: list[int]) -> None:
+    """moshi's per-row reset: the rows of `slots` start afresh, the others carry on."""
+    mask = torch.zeros(BATCH, dtype=torch.bool)
+    mask[slots] = True
+    mimi.reset_streaming(mask)
+    lm_gen.reset_streaming(mask)
+
+
 @dataclass
 class Stt:
     mimi: MimiModel
@@ -77,10 +86,7 @@ class Stt:
         return result
 
     def reset(self, slots: list[int]) -> None:
-        mask = torch.zeros(BATCH, dtype=torch.bool)
-        mask[slots] = True
-        self.mimi.reset_streaming(mask)
-        self.lm_gen.reset_streaming(mask)
+        reset_rows(self.mimi, self.lm_gen, slots)
 
     def set_exec_mask(self, mask: torch.Tensor) -> None:
         self.mimi.set_exec_mask(mask)
@@ -273,10 +279,7 @@ class Moshi:
         return out, pcm_out
 
     def reset(self, slots: list[int]) -> None:
-        mask = torch.zeros(BATCH, dtype=torch.bool)
-        mask[slots] = True
-        self.mimi.reset_streaming(mask)
-        self.lm_gen.reset_streaming(mask)
+        reset_rows(self.mimi, self.lm_gen, slots)
 
     def set_exec_mask(self, mask: torch.Tensor) -> None:
         self.exec_mask = mask
