@@ -65,6 +65,15 @@ def test_moshi_shaped_file(tmp_path: Path) -> None:
         ('[modules.asr]\ntype = "WhisperStreaming"\nbatch_size = "8"\n', "modules.asr.batch_size"),
         ('[modules.asr]\ntype = "WhisperStreaming"\nbatch_size = 0\n', "modules.asr.batch_size"),
         ('[modules.asr]\ntype = "Nope"\n', "modules.asr.type"),
+        ('[modules.tts]\ntype = "PiperTts"\nidle_timeout_s = 0\n', "modules.tts.idle_timeout_s"),
+        (
+            '[modules.a]\ntype = "WhisperStreaming"\npost_timeout_s = -1\n',
+            "modules.a.post_timeout_s",
+        ),
+        (
+            '[modules.a]\ntype = "KyutaiStt"\nhf_repo = "x"\nidle_timeout_s = inf\n',
+            "idle_timeout_s",
+        ),
         ("[modules.asr]\nbatch_size = 2\n", "modules.asr.type"),
         ('[modules.asr]\ntype = "WhisperStreaming"\nmodle = "x"\n', "modules.asr.modle"),
         ('[modules.asr]\ntype = "WhisperStreaming"\npath = "api"\n', "modules.asr.path"),

@@ -237,6 +237,9 @@ def parse(data: dict[str, Any], source: str) -> Config:
             options.setdefault(key, default)
         if options.get("cpu_threads", 1) < 1:
             raise ConfigError(f"{prefix}.cpu_threads: must be at least 1")
+        for key in ("post_timeout_s", "idle_timeout_s"):
+            if key in options and not 0 < options[key] < float("inf"):
+                raise ConfigError(f"{prefix}.{key}: must be a positive number of seconds")
         if mtype == "KyutaiTts" and not options["voice"]:
             raise ConfigError(f"{prefix}.voice: required (a voice embedding file or a name)")
         if mtype in ("KyutaiStt", "MoshiChat", "KyutaiTts"):
