@@ -119,6 +119,18 @@ def test_speed_changes_duration_not_pitch(client: OpenAI, whisper: Any) -> None:
     assert wer([TEXT], [transcribe(whisper, fast)]) <= 0.25
 
 
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
+def test_speed_in_every_encoded_format(client: OpenAI, whisper: Any, fmt: str) -> None:  # noqa: F811
+    """The stretch hands the encoders chunks of any size, empty ones included."""
+    text = "The library opens at nine, and closes late on Thursdays."
+    data = client.audio.speech.create(
+        model="tts-1", voice="alloy", input=text, response_format=fmt, speed=1.5
+    ).read()
+    pcm = decode_file(data, 24_000)
+    assert 1.0 < len(pcm) / 24_000 < 4.0
+    assert wer([text], [transcribe(whisper, pcm)]) <= 0.2
+
+
 def test_speech_sse(api_server: Server) -> None:
     body = json.dumps(
         {

@@ -91,6 +91,8 @@ class StreamEncoder:
                 head = wav_header(RATE_HZ)
         if self.fmt in ("wav", "pcm"):
             return head + to_s16le(pcm)
+        if pcm.size == 0:  # FFmpeg refuses an empty frame; a stretch may yield none yet
+            return b""
         if self._opus is not None:
             return bytes(self._opus.append_pcm(np.ascontiguousarray(pcm, dtype=np.float32)))
         import av
