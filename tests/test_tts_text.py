@@ -45,6 +45,25 @@ def test_first_phrase_is_short_later_ones_longer() -> None:
     assert [len(p.words) for p in got] == [3, 5]
 
 
+def test_cuts_without_punctuation_leave_connectives_for_the_next_phrase() -> None:
+    buf = PhraseBuffer(first_phrase_words=4, max_phrase_words=4)
+    got = feed_words(buf, "move them to the glass if the weather stays")
+    assert [p.words for p in got] == [
+        ["move", "them"],
+        ["to", "the", "glass"],
+        ["if", "the", "weather", "stays"],
+    ]
+    feed_words(buf, "cloudy and")
+    assert buf.release_words()  # a listener is about to run out of audio
+    assert [p.words for p in buf.take_ready()] == [["cloudy"]]
+    assert buf.pending_words == 1  # "and" waits for what follows it
+    buf.flush()
+    assert [p.words for p in buf.take_ready()] == [["and"]]
+    # Punctuation still ends a phrase where it is; a phrase of connectives alone is released.
+    got = feed_words(PhraseBuffer(first_phrase_words=3, max_phrase_words=3), "Stay if. And the of")
+    assert [p.words for p in got] == [["Stay", "if."], ["And", "the", "of"]]
+
+
 def test_character_limit() -> None:
     buf = PhraseBuffer(first_phrase_words=100, max_phrase_words=100, max_phrase_chars=50)
     got = feed_words(buf, "abcdefghij " * 10)

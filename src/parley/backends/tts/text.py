@@ -8,9 +8,14 @@ flushes). Complete words gather into the current phrase, which is released for s
 - a word ends a sentence (`.!?` and CJK forms), or a pause (`,;:` and CJK forms) once the
   phrase has a few words (a one-word phrase is too little audio to keep a listener busy);
 - the phrase reaches its word or character limit (the first phrase of a stream is kept short,
-  so the first audio leaves early);
+  so the first audio leaves early), or a listener is about to run out of audio;
 - a `<break time="..."/>` tag arrives (the tag becomes silence after the phrase);
 - the client flushes or ends the stream.
+
+A phrase cut where the text has no punctuation (a limit, a listener running out) does not end
+on a word that leads into the next ("the glass if | the weather"): Piper says such a phrase-final
+word almost inaudibly (measured: "if" at RMS 0.002 against 0.1 mid-phrase), so trailing
+connectives wait for the next phrase.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ _BREAK_TAG = re.compile(
 )
 MAX_TAG_CHARS = 80
 MAX_BREAK_S = 10.0
+# Articles, conjunctions and prepositions: words that lead into the word after them.
+CONNECTIVES = frozenset(
+    "a an the and or but nor so if than that as because while when whether although though "
+    "unless until to of in on at for with from by into onto about over under between through "
+    "without within after before my your his her its our their this these those".split()
+)
 _DROPPED = str.maketrans({"–": None, "—": None, "(": None, ")": None, "’": "'", "‘": "'"})
 
 
@@ -104,7 +115,7 @@ class PhraseBuffer:
         of audio); the partial last word stays. True if a phrase was released."""
         if not self._current.words:
             return False
-        self._release()
+        self._release(carry_connectives=True)
         return True
 
     def take_ready(self) -> list[Phrase]:
@@ -150,19 +161,30 @@ class PhraseBuffer:
         self._current.words.extend(words)
         limit = self.first_phrase_words if self.phrases_released == 0 else self.max_phrase_words
         n = len(self._current.words)
-        if (
-            ends_sentence(raw_word)
-            or (ends_phrase(raw_word) and n >= self.min_pause_words)
-            or n >= limit
-            or len(self._current.text) >= self.max_phrase_chars
-        ):
+        if ends_sentence(raw_word) or (ends_phrase(raw_word) and n >= self.min_pause_words):
             self._release()
+        elif n >= limit or len(self._current.text) >= self.max_phrase_chars:
+            self._release(carry_connectives=True)
 
-    def _release(self) -> None:
+    def _release(self, carry_connectives: bool = False) -> None:
+        """The current phrase becomes ready; with `carry_connectives`, its trailing connectives
+        start the next phrase instead (unless the phrase is nothing else)."""
+        carried: list[str] = []
+        if carry_connectives:
+            words = self._current.words
+            keep = len(words)
+            while keep > 0 and _is_connective(words[keep - 1]):
+                keep -= 1
+            if keep > 0:
+                self._current.words, carried = words[:keep], words[keep:]
         if self._current.words or self._current.pause_s:
             self._ready.append(self._current)
             self.phrases_released += 1
-        self._current = Phrase()
+        self._current = Phrase(carried)
+
+
+def _is_connective(word: str) -> bool:
+    return word.strip("\"'”“()[]*").lower() in CONNECTIVES
 
 
 def _word_end(text: str) -> int | None:
