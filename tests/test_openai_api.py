@@ -46,7 +46,7 @@ post_timeout_s = 2.0
 [modules.tts]
 type = "PiperTts"
 batch_size = 2
-voice_aliases = {{ nova = "en_US-joe-medium" }}
+voice_aliases = {{ nova = "en_US-joe-medium", "unmute-prod-website/*" = "en_US-joe-medium" }}
 post_timeout_s = 2.0
 """,
     )
@@ -250,7 +250,7 @@ def _speech_error(client: OpenAI, **kwargs: Any) -> openai.APIStatusError:
     "kwargs, status, needle",
     [
         ({"model": "tts-9"}, 400, "valid models: tts-1"),
-        ({"voice": "gandalf"}, 400, "Unknown voice"),
+        ({"voice": "gandalf"}, 400, "unknown voice"),
         ({"response_format": "ogg"}, 400, "response_format"),
         ({"input": ""}, 400, "must not be empty"),
         ({"speed": 9.0}, 400, "between 0.25 and 4.0"),
@@ -324,3 +324,81 @@ def test_capacity_503_and_others_unaffected(api_server: Server, client: OpenAI) 
     for t in holders:
         t.join(timeout=120)
     assert len(results) == 2 and min(results) > 24_000 * 2 * 20
+
+
+def test_names_other_clients_send(client: OpenAI, whisper: Any) -> None:  # noqa: F811
+    """pipecat's default STT model, VoiceMode's voice and language, dated model names."""
+    speech = client.audio.speech.create(
+        model="gpt-4o-mini-tts-2025-12-15",
+        voice="af_sky",
+        input="Good morning.",
+        response_format="pcm",
+    ).read()
+    pcm = np.frombuffer(speech, "<i2").astype(np.float32) / 32768
+    assert wer(["good morning"], [transcribe(whisper, pcm)]) <= 0.5
+    clip = CLIPS[0]
+    for model in ("gpt-transcribe", "gpt-realtime-whisper", "gpt-4o-transcribe-2025-03-20"):
+        for language in ("auto", ""):
+            text = client.audio.transcriptions.create(
+                model=model, file=("a.wav", clip.path.read_bytes()), language=language
+            ).text
+            assert wer([clip.reference], [text]) <= 0.3, (model, text)
+    for bad in ("gpt-transcribe-2025", "gpt-5-transcribe"):
+        with pytest.raises(openai.BadRequestError, match="valid models"):
+            client.audio.transcriptions.create(model=bad, file=("a.wav", b"x"))
+    voices = {v["id"]: v for v in client.get("/audio/voices", cast_to=object)["data"]}  # type: ignore[index]
+    assert voices["af_sky"]["alias_of"] == "en_US-joe-medium"
+
+
+def test_voice_aliases_on_the_moshi_routes(api_server: Server) -> None:
+    """Unmute sends Kyutai voice paths: a `voice_aliases` pattern maps them on the moshi TTS
+    socket and POSTs as on the OpenAI route; a name nothing maps is still an error."""
+    import asyncio
+    import contextlib
+
+    import msgpack
+    import websockets
+
+    voice = "unmute-prod-website/p329_022.wav"
+
+    async def speak(name: str) -> list[dict[str, Any]]:
+        url = (
+            f"ws://127.0.0.1:{api_server.port}/api/tts_streaming?format=PcmMessagePack"
+            f"&voice={name}&auth_id={API_KEY}"
+        )
+        got = []
+        async with websockets.connect(url) as ws:
+            with contextlib.suppress(websockets.ConnectionClosed):  # refused: closed at once
+                await ws.send(msgpack.packb({"type": "Text", "text": "Hello"}))
+                await ws.send(msgpack.packb({"type": "Eos"}))
+            async for message in ws:
+                got.append(msgpack.unpackb(message))
+        return got
+
+    got = asyncio.run(speak(voice))
+    assert got[0]["type"] == "Ready" and any(m["type"] == "Audio" for m in got)
+    got = asyncio.run(speak("somebody-else/p1.wav"))
+    assert got[-1]["type"] == "Error" and "unknown voice" in got[-1]["message"]
+    req = urllib.request.Request(
+        api_server.http + "/api/tts",
+        data=json.dumps({"text": ["Hello."], "voice": voice}).encode(),
+        headers={"kyutai-api-key": API_KEY, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.headers["content-type"] == "audio/wav" and len(r.read()) > 24_000
+
+
+def test_unknown_websocket_path_is_404(api_server: Server) -> None:
+    """Not 403, which reads as a bad key (LiveKit tries /v1/realtime)."""
+    import asyncio
+
+    import websockets
+
+    async def status(path: str) -> int:
+        with pytest.raises(websockets.InvalidStatus) as exc:
+            async with websockets.connect(f"ws://127.0.0.1:{api_server.port}{path}"):
+                pass
+        return exc.value.response.status_code
+
+    assert asyncio.run(status("/v1/nothing-here")) == 404
+    assert asyncio.run(status("/")) == 404

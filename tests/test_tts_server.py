@@ -236,16 +236,14 @@ def test_post_errors(tts_server: Server) -> None:
 async def token_session(
     srv: Server,
     messages: list[dict[str, Any]],
-    rate: int | None = None,
+    query: str = "",
     settle_s: float = 1.5,
-    expect_audio_before_flush: bool = False,
-) -> tuple[dict[str, Any], np.ndarray, list[Any]]:
-    """Sends `messages`; returns the ready message, the PCM received, and any JSON after it."""
-    url = f"{base(srv)}/ws/stream" + (f"?sample_rate={rate}" if rate else "")
+) -> tuple[list[np.ndarray], list[Any]]:
+    """Sends `messages` to `/ws/stream?{query}`; returns each binary message as float32 PCM
+    and the JSON text frames, in order of arrival (all of them: none is awaited first)."""
     chunks: list[np.ndarray] = []
     other: list[Any] = []
-    async with websockets.connect(url, max_size=None) as ws:
-        ready = json.loads(await ws.recv())
+    async with websockets.connect(f"{base(srv)}/ws/stream?{query}", max_size=None) as ws:
         for m in messages:
             await ws.send(json.dumps(m))
         while True:
@@ -254,11 +252,15 @@ async def token_session(
             except (TimeoutError, websockets.ConnectionClosed):
                 break
             if isinstance(msg, bytes):
+                assert len(msg) % 4 == 0
                 chunks.append(np.frombuffer(msg, dtype="<f4"))
             else:
                 other.append(json.loads(msg))
-    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return ready, pcm, other
+    return chunks, other
+
+
+def joined(chunks: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
 def tokens(text: str) -> list[dict[str, Any]]:
@@ -272,29 +274,66 @@ def tokens(text: str) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.mark.parametrize("rate", [24_000, 48_000])
+def test_token_socket_seed_defaults(tts_server: Server, whisper: Any) -> None:
+    """Seed 004's documented output with no query: binary float32 at 48 kHz only, one message
+    per synthesised phrase (its example flow: "Hello world!" then "How are you?")."""
+    chunks, other = asyncio.run(token_session(tts_server, tokens("Hello world! How are you?")))
+    assert not other  # no text frame: the seed's clients decode every message as audio
+    assert len(chunks) == 2
+    for chunk, text in zip(chunks, ["hello world", "how are you"], strict=True):
+        assert 0.4 * 48_000 < len(chunk) < 3.0 * 48_000
+        assert wer([text], [transcribe(whisper, resample(chunk, 48_000, 24_000))]) <= 0.34
+    wait_tts_free(tts_server)
+
+
+@pytest.mark.parametrize("rate", [8_000, 24_000])
 def test_token_socket_triggers(tts_server: Server, whisper: Any, rate: int) -> None:
+    query = f"sample_rate={rate}"
     # Sentence end: audio without any flush.
-    ready, pcm, other = asyncio.run(token_session(tts_server, tokens("Hello there, world!"), rate))
-    assert ready["sample_rate"] == rate and ready["encoding"] == "pcm_f32le" and not other
+    chunks, other = asyncio.run(token_session(tts_server, tokens("Hello there, world!"), query))
+    pcm = joined(chunks)
+    assert not other and len(chunks) == 2  # "Hello there," and "world!": a pause cuts too
     assert len(pcm) > 0.5 * rate
     pcm24 = resample(pcm, rate, 24_000)
     assert wer(["hello there world"], [transcribe(whisper, pcm24)]) <= 0.34
     # Pause only (a comma), no sentence end, no flush.
-    _, pcm, _ = asyncio.run(token_session(tts_server, tokens("Well then, and"), rate))
-    assert len(pcm) > 0.3 * rate
+    chunks, _ = asyncio.run(token_session(tts_server, tokens("Well then, and"), query))
+    assert len(joined(chunks)) > 0.3 * rate
     # Past 200 characters without punctuation or flush.
     long_text = " ".join(["many words keep coming without any pause"] * 6)  # 245 characters
-    _, pcm, _ = asyncio.run(token_session(tts_server, tokens(long_text), rate, settle_s=3.0))
-    assert len(pcm) > 2.0 * rate
+    chunks, _ = asyncio.run(token_session(tts_server, tokens(long_text), query, settle_s=3.0))
+    assert len(joined(chunks)) > 2.0 * rate
     # Nothing that triggers, then flush.
-    _, pcm, _ = asyncio.run(token_session(tts_server, tokens("just a few words"), rate))
-    assert len(pcm) == 0
-    _, pcm, _ = asyncio.run(
-        token_session(tts_server, [*tokens("just a few words"), {"flush": True}], rate)
+    chunks, _ = asyncio.run(token_session(tts_server, tokens("just a few words"), query))
+    assert not chunks
+    flushed = [*tokens("just a few words"), {"flush": True}]
+    chunks, _ = asyncio.run(token_session(tts_server, flushed, query))
+    assert len(chunks) == 1 and len(chunks[0]) > 0.5 * rate
+    assert (
+        wer(["just a few words"], [transcribe(whisper, resample(chunks[0], rate, 24_000))]) <= 0.25
     )
-    assert len(pcm) > 0.5 * rate
-    assert wer(["just a few words"], [transcribe(whisper, resample(pcm, rate, 24_000))]) <= 0.25
+    wait_tts_free(tts_server)
+
+
+def test_token_socket_ready_and_frames_on_request(tts_server: Server) -> None:
+    """`?ready=1&chunk=frame`: the ready message first, then one message per 80 ms frame."""
+    query = "ready=1&chunk=frame&sample_rate=24000"
+    text = [*tokens("Good morning to you"), {"flush": True}]
+    chunks, other = asyncio.run(token_session(tts_server, text, query))
+    assert other == [
+        {
+            "type": "ready",
+            "sample_rate": 24_000,
+            "encoding": "pcm_f32le",
+            "channels": 1,
+            "chunk": "frame",
+            "voice": "en_US-joe-medium",
+        }
+    ]
+    assert len(chunks) > 5 and all(len(c) <= 1920 for c in chunks)
+    assert sum(len(c) == 1920 for c in chunks) >= len(chunks) - 2
+    chunks, other = asyncio.run(token_session(tts_server, [], "chunk=word"))
+    assert not chunks and "chunk" in other[0]["error"]
     wait_tts_free(tts_server)
 
 
@@ -321,13 +360,14 @@ def test_token_socket_pitch_shift(tts_server: Server) -> None:
         "This sentence is spoken at its natural pitch, for comparison. The second one is a "
         "little longer, so that the voice has more time to settle on its usual tone of speaking."
     )
-    _, plain, _ = asyncio.run(token_session(tts_server, tokens(text)))
+    query = "sample_rate=24000"
+    plain = joined(asyncio.run(token_session(tts_server, tokens(text), query))[0])
     shifted_tokens = [{**t, "pitch_shift": 5} for t in tokens(text)]
-    _, shifted, _ = asyncio.run(token_session(tts_server, shifted_tokens))
+    shifted = joined(asyncio.run(token_session(tts_server, shifted_tokens, query))[0])
     ratio = median_f0_hz(shifted) / median_f0_hz(plain)
     assert 1.2 < ratio < 1.5, ratio  # 2^(5/12) = 1.33
     assert abs(len(shifted) - len(plain)) < 0.25 * len(plain)  # duration kept
-    _, _, other = asyncio.run(token_session(tts_server, [{"token": "Hi.", "pitch_shift": 40}]))
+    _, other = asyncio.run(token_session(tts_server, [{"token": "Hi.", "pitch_shift": 40}]))
     assert other and "pitch_shift" in other[0]["error"]
 
 
@@ -356,7 +396,6 @@ async def read_until_closed(ws: websockets.ClientConnection) -> list[Any]:
 def test_token_socket_bad_input(tts_server: Server, frame: str, expected: str) -> None:
     async def run() -> list[Any]:
         async with websockets.connect(f"{base(tts_server)}/ws/stream", max_size=None) as ws:
-            await ws.recv()
             await ws.send(frame)
             return await read_until_closed(ws)
 
@@ -368,16 +407,14 @@ def test_token_socket_bad_input(tts_server: Server, frame: str, expected: str) -
 def test_token_socket_bad_rate_and_binary(tts_server: Server) -> None:
     async def run(url: str, send: bytes | None) -> list[Any]:
         async with websockets.connect(url) as ws:
-            first = json.loads(await ws.recv())
-            if send is None:
-                return [first]
-            await ws.send(send)
-            return [first, *await read_until_closed(ws)]
+            if send is not None:
+                await ws.send(send)
+            return await read_until_closed(ws)
 
     got = asyncio.run(run(f"{base(tts_server)}/ws/stream?sample_rate=12345", None))
-    assert "sample_rate" in got[0]["error"]
+    assert len(got) == 1 and "sample_rate" in got[0]["error"]
     got = asyncio.run(run(f"{base(tts_server)}/ws/stream", b"\x00\x01"))
-    assert got[0]["type"] == "ready" and "JSON text frames" in got[1]["error"]
+    assert len(got) == 1 and "JSON text frames" in got[0]["error"]
     wait_tts_free(tts_server)
 
 

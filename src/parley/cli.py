@@ -10,11 +10,12 @@ import sys
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from parley.config import ConfigError, load
+    from parley.config import ConfigError, check_exposure, load
     from parley.server.app import create_app
 
     try:
         config = load(args.config)
+        check_exposure(config, args.host)
     except ConfigError as exc:
         print(f"parley: bad config: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """One typed configuration, from a moshi-server-shaped TOML file or the embedded defaults.
 
 ```toml
-authorized_ids = ["public_token"]
+authorized_ids = ["public_token"]          # none: no key asked (allowed on loopback only)
 
 [modules.asr]
 type = "WhisperStreaming"
@@ -24,6 +24,7 @@ Errors name the offending key (`modules.asr.batch_size: ...`) and stop the serve
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ MODULE_OPTIONS["KyutaiTts"] = {
     "voice": (str, ""),  # the default voice: an embedding file, or a name in voices_dir
     "voices_dir": (str, ""),  # a folder of voice embeddings (.safetensors), e.g. kyutai/tts-voices
     "n_q": (int, 24),  # audio codebooks generated (moshi-server uses 24 of 32)
+    "voice_aliases": (dict, {}),  # checked against the voices found at start
     "temp": ((int, float), 0.6),
     "cfg_coef": ((int, float), 2.0),
 }
@@ -116,7 +118,8 @@ class ModuleConfig:
 
 @dataclass
 class Config:
-    authorized_ids: list[str] = field(default_factory=lambda: ["public_token"])
+    # None (or empty): the server asks for no key, which `check_exposure` allows on loopback only.
+    authorized_ids: list[str] | None = None
     modules: list[ModuleConfig] = field(default_factory=list)
     source: str = "embedded defaults"
 
@@ -196,9 +199,11 @@ def parse(data: dict[str, Any], source: str) -> Config:
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown top-level key (known: {', '.join(sorted(known))})")
-    ids = _check("authorized_ids", data.get("authorized_ids", ["public_token"]), list)
+    ids = _check("authorized_ids", data.get("authorized_ids", []), list)
     for i, v in enumerate(ids):
         _check(f"authorized_ids[{i}]", v, str)
+        if not v:
+            raise ConfigError(f"authorized_ids[{i}]: an empty key")
     modules_raw = _check("modules", data.get("modules", {}), dict)
     if not modules_raw:
         raise ConfigError("modules: at least one [modules.NAME] table is required")
@@ -260,4 +265,23 @@ def parse(data: dict[str, Any], source: str) -> Config:
                 if extra:
                     paths.add(extra)
         modules.append(ModuleConfig(name, mtype, path, batch, options))
-    return Config(list(ids), modules, source)
+    return Config(list(ids) or None, modules, source)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: Config, host: str) -> None:
+    """A server that asks for no key must not be reachable from other machines: local clients
+    (VoiceMode, the seed's scripts) then need no key, and nobody else can reach it."""
+    if config.authorized_ids is None and not is_loopback(host):
+        raise ConfigError(
+            f"authorized_ids: required to listen on {host} (beyond loopback); set "
+            'authorized_ids = ["..."] in the config, or listen on 127.0.0.1'
+        )

@@ -30,7 +30,8 @@ TOKEN_SOCKET_PATH = "/ws/stream"
 
 
 class TokenStream(SocketSession):
-    """An open `/ws/stream` session; `ready` is the server's first message."""
+    """An open `/ws/stream` session (`?ready=1&chunk=frame`); `ready` is the server's first
+    message."""
 
     def __init__(self, ws: websockets.ClientConnection, ready: dict[str, Any]) -> None:
         self._ws = ws
@@ -47,7 +48,9 @@ class TokenStream(SocketSession):
         sample_rate: int | None = None,
         path: str = TOKEN_SOCKET_PATH,
     ) -> TokenStream:
-        params: dict[str, str | int] = {}
+        # Our client wants the ready message (rate, errors before audio) and 80 ms frames to play
+        # as they come; the socket's defaults are seed 004's (48 kHz, a message per phrase).
+        params: dict[str, str | int] = {"ready": 1, "chunk": "frame"}
         if sample_rate:
             params["sample_rate"] = sample_rate
         if voice:

@@ -13,9 +13,11 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 import parley
 from parley.backends import build_backend
@@ -51,13 +53,29 @@ def build_modules(config: Config) -> list[Module]:
     return modules
 
 
+def _web_page() -> ASGIApp:
+    """The static web page for HTTP; a WebSocket to any path without a route gets HTTP 404
+    before the upgrade (the static mount would refuse it with 403, which reads as a bad key)."""
+    static = StaticFiles(directory=WEB_DIR, html=True)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            ws = WebSocket(scope, receive, send)
+            await ws.send_denial_response(PlainTextResponse("no such route\n", status_code=404))
+            return
+        await static(scope, receive, send)
+
+    return app
+
+
 def create_app(config: Config, modules: list[Module] | None = None) -> Starlette:
     """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
     modules = modules if modules is not None else build_modules(config)
-    ids = set(config.authorized_ids)
+    ids = frozenset(config.authorized_ids) if config.authorized_ids else None
     routes: list[Any] = []
     first_tts: TtsRoutes | None = None
     first_asr: Module | None = None
+    options = {m.name: m.options for m in config.modules}
     for module in modules:
         if module.info.kind in ("WhisperStreaming", "KyutaiStt"):
             asr = AsrRoutes(module, ids)
@@ -68,7 +86,8 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
             chat = ChatRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, chat.websocket))
         elif module.info.kind in ("PiperTts", "KyutaiTts"):
-            tts = TtsRoutes(module, ids)
+            aliases = options.get(module.info.name, {}).get("voice_aliases", {})
+            tts = TtsRoutes(module, ids, aliases)
             first_tts = first_tts or tts
             routes.append(WebSocketRoute(module.info.path, tts.websocket))
             routes.append(Route(module.info.path, tts.post_streaming, methods=["POST"]))
@@ -79,12 +98,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
                 socket = TokenSocket(tts, bool(module.info.details.get("token_socket_auth")))
                 routes.append(WebSocketRoute(token_path, socket.websocket))
 
-    aliases: dict[str, str] = {}
-    if first_tts is not None:
-        name = first_tts.module.info.name
-        tts_cfg = next((m for m in config.modules if m.name == name), None)
-        aliases = dict(tts_cfg.options.get("voice_aliases", {})) if tts_cfg else {}
-    openai = OpenAiRoutes(ids, first_tts, first_asr, aliases)
+    openai = OpenAiRoutes(ids, first_tts, first_asr)
     routes += [
         Route("/v1/audio/speech", openai.speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
@@ -124,7 +138,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         Route("/metrics", prometheus),
         Route("/openapi.json", openapi),
         # Anything else is the web page (static files shipped in the package; no CDN).
-        Mount("/", app=StaticFiles(directory=WEB_DIR, html=True), name="web"),
+        Mount("/", app=_web_page(), name="web"),
     ]
 
     @contextlib.asynccontextmanager

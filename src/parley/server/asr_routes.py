@@ -17,7 +17,7 @@ from parley.audio.decode import UndecodableAudio, decode_file
 from parley.engine.module import Module, NoFreeSlot
 from parley.protocol import asr
 from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError
-from parley.server.auth import is_authorized
+from parley.server.auth import Keys, is_authorized
 from parley.server.duplex import admit, run_duplex
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ SAMPLE_RATE_HZ = 24_000
 
 
 class AsrRoutes:
-    def __init__(self, module: Module, authorized_ids: set[str]) -> None:
+    def __init__(self, module: Module, authorized_ids: Keys) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
         self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))

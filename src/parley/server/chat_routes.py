@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 from parley.backends.kyutai.chat import MoshiAudio, MoshiText, UserAudio
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol.common import ErrorMessage
+from parley.server.auth import Keys
 from parley.server.duplex import admit, run_duplex
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ MAX_BUFFERED_S = 30.0  # user audio a client may send ahead of real time
 
 
 class ChatRoutes:
-    def __init__(self, module: Module, authorized_ids: set[str]) -> None:
+    def __init__(self, module: Module, authorized_ids: Keys) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
 

@@ -16,16 +16,16 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from parley.engine.module import Module, Session
-from parley.server.auth import is_authorized
+from parley.server.auth import Keys, is_authorized
 
 E = TypeVar("E")
 CLOSE_NORMAL = 1000
 
 
-async def admit(ws: WebSocket, module: Module, authorized_ids: set[str] | None) -> bool:
-    """Refuses a bad key with HTTP 401 before the upgrade (`authorized_ids` None: no key
-    needed), else accepts the socket and counts the connection. True if accepted."""
-    if authorized_ids is not None and not is_authorized(ws, authorized_ids):
+async def admit(ws: WebSocket, module: Module, keys: Keys) -> bool:
+    """Refuses a bad key with HTTP 401 before the upgrade (`keys` None: no key needed), else
+    accepts the socket and counts the connection. True if accepted."""
+    if not is_authorized(ws, keys):
         await ws.send_denial_response(Response("unauthorized\n", status_code=401))
         return False
     await ws.accept()

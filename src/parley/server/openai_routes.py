@@ -2,8 +2,9 @@
 `/v1/models`, `/v1/audio/voices`.
 
 Field names and shapes follow the official `openai` SDK's types. OpenAI's model names map to the
-first configured TTS/STT module (as do Parley's module names); OpenAI's voice names are aliases
-of configured voices (config `voice_aliases`, else the default voice). Errors use OpenAI's shape
+first configured TTS/STT module (as do Parley's module names); voices resolve as on the moshi
+routes (`voice_names`: OpenAI's and Kokoro's names are aliases of the default voice unless
+`voice_aliases` says otherwise). Errors use OpenAI's shape
 `{"error": {"message", "type", "param", "code"}}`.
 """
 
@@ -13,6 +14,7 @@ import base64
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -29,17 +31,20 @@ from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import asr, tts
 from parley.protocol.common import ErrorMessage, ProtocolError
 from parley.server.asr_routes import recognised
+from parley.server.auth import Keys, bearer_authorized
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
 from parley.server.tts_routes import SynthesisFailed, TtsRoutes, speech_messages
+from parley.server.voice_names import UnknownVoice
 
 log = logging.getLogger(__name__)
 
-TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
-STT_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
-OPENAI_VOICES = (
-    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova",
-    "onyx", "sage", "shimmer", "verse", "marin", "cedar",
+# OpenAI's model names as the SDK lists them, each also dated (`gpt-4o-transcribe-2025-03-20`).
+TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+STT_MODELS = (
+    "whisper-1", "gpt-transcribe", "gpt-4o-transcribe", "gpt-4o-mini-transcribe",
+    "gpt-live-transcribe", "gpt-realtime-whisper",
 )  # fmt: skip
+_DATED = re.compile(r"(.+)-\d{4}-\d{2}-\d{2}")
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 SAMPLE_RATE_HZ = 24_000
@@ -61,29 +66,20 @@ class ApiError(Exception):
         return JSONResponse({"error": body}, status_code=self.status)
 
 
-def _bearer_ok(request: Request, authorized_ids: set[str]) -> bool:
-    auth = request.headers.get("authorization", "")
-    key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-    key = key or request.headers.get("kyutai-api-key")
-    return key is not None and key in authorized_ids
-
-
 class OpenAiRoutes:
     def __init__(
         self,
-        authorized_ids: set[str],
+        authorized_ids: Keys,
         tts_routes: TtsRoutes | None,
         asr_module: Module | None,
-        voice_aliases: dict[str, str],
     ) -> None:
         self.authorized_ids = authorized_ids
         self.tts = tts_routes
         self.asr = asr_module
-        self.voice_aliases = voice_aliases
 
     # --- helpers ---------------------------------------------------------------------------
     def _check_auth(self, request: Request) -> None:
-        if not _bearer_ok(request, self.authorized_ids):
+        if not bearer_authorized(request, self.authorized_ids):
             raise ApiError(401, "Incorrect API key provided (send Authorization: Bearer <id>).")
 
     def tts_models(self) -> list[str]:
@@ -92,20 +88,27 @@ class OpenAiRoutes:
     def stt_models(self) -> list[str]:
         return [*STT_MODELS, self.asr.info.name] if self.asr else []
 
+    def _check_model(self, model: str, known: list[str]) -> None:
+        dated = _DATED.fullmatch(model)
+        if model in known or (dated and dated.group(1) in known):
+            return
+        raise ApiError(
+            400,
+            f"Unknown model {model!r}; valid models: {', '.join(known)} (each may end in a date)",
+            "model",
+            "model_not_found",
+        )
+
     def resolve_voice(self, voice: Any) -> str:
         assert self.tts is not None
         if isinstance(voice, dict):
             voice = voice.get("id")
         if not isinstance(voice, str) or not voice:
             raise ApiError(400, "'voice' must be a voice name", "voice")
-        if voice in self.tts.voices:
-            return voice
-        if voice in self.voice_aliases:
-            return self.voice_aliases[voice]
-        if voice in OPENAI_VOICES:
-            return self.tts.default_voice
-        known = sorted([*self.tts.voices, *self.voice_aliases, *OPENAI_VOICES])
-        raise ApiError(400, f"Unknown voice {voice!r}; valid voices: {', '.join(known)}", "voice")
+        try:
+            return self.tts.voice_names.resolve(voice)
+        except UnknownVoice as exc:
+            raise ApiError(400, str(exc), "voice") from None
 
     async def _guard(self, request: Request, handler: Any) -> Response:
         try:
@@ -123,14 +126,7 @@ class OpenAiRoutes:
         if self.tts is None:
             raise ApiError(404, "no text-to-speech module is configured")
         body = await _json_body(request)
-        model = _field(body, "model", str, required=True)
-        if model not in self.tts_models():
-            raise ApiError(
-                400,
-                f"Unknown model {model!r}; valid models: {', '.join(self.tts_models())}",
-                "model",
-                "model_not_found",
-            )
+        self._check_model(_field(body, "model", str, required=True), self.tts_models())
         text = _field(body, "input", str, required=True)
         if not text.strip():
             raise ApiError(400, "'input' must not be empty", "input")
@@ -194,16 +190,13 @@ class OpenAiRoutes:
         model = form.get("model")
         if not isinstance(model, str) or not model:
             raise ApiError(400, "'model' is required", "model")
-        if model not in self.stt_models():
+        self._check_model(model, self.stt_models())
+        # "auto" or none: detect, which for an English-only model is English.
+        language = form.get("language") or "auto"
+        if language not in ("en", "auto"):
             raise ApiError(
-                400,
-                f"Unknown model {model!r}; valid models: {', '.join(self.stt_models())}",
-                "model",
-                "model_not_found",
+                400, f"language {language!r} is not supported (only 'en', or 'auto')", "language"
             )
-        language = form.get("language") or "en"
-        if language != "en":
-            raise ApiError(400, f"language {language!r} is not supported (only 'en')", "language")
         fmt = form.get("response_format") or "json"
         if fmt not in TRANSCRIPT_FORMATS:
             raise ApiError(
@@ -259,7 +252,7 @@ class OpenAiRoutes:
         async def handler(_: Request) -> Response:
             if self.tts is None:
                 return JSONResponse({"object": "list", "data": []})
-            aliases = {v: self.tts.default_voice for v in OPENAI_VOICES} | self.voice_aliases
+            aliases = self.tts.voice_names.alias_table()
             data = [
                 {"id": v, "object": "voice", "default": v == self.tts.default_voice}
                 for v in sorted(self.tts.voices)

@@ -41,16 +41,22 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def openapi_schema(api: OpenAiRoutes) -> dict[str, Any]:
-    from parley.server.openai_routes import OPENAI_VOICES, TRANSCRIPT_FORMATS
+    from parley.server.openai_routes import TRANSCRIPT_FORMATS
 
-    voices = sorted(set(api.tts.voices if api.tts else []) | set(api.voice_aliases))
+    voices = sorted(api.tts.voices) if api.tts else []
+    aliases = sorted(api.tts.voice_names.alias_table()) if api.tts else []
     speech_body = {
         "type": "object",
         "required": ["model", "input", "voice"],
         "properties": {
             "model": {"type": "string", "enum": api.tts_models()},
             "input": {"type": "string", "minLength": 1},
-            "voice": {"type": "string", "enum": [*voices, *OPENAI_VOICES]},
+            "voice": {
+                "type": "string",
+                "description": "a configured voice, or an alias of one (voice_aliases; OpenAI's "
+                "and Kokoro's names mean the default voice)",
+                "examples": [*voices, *aliases],
+            },
             "response_format": {"type": "string", "enum": list(FORMATS), "default": "mp3"},
             "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0, "default": 1.0},
             "stream_format": {"type": "string", "enum": ["audio", "sse"], "default": "audio"},
@@ -63,7 +69,7 @@ def openapi_schema(api: OpenAiRoutes) -> dict[str, Any]:
         "properties": {
             "file": {"type": "string", "format": "binary"},
             "model": {"type": "string", "enum": api.stt_models()},
-            "language": {"type": "string", "enum": ["en"]},
+            "language": {"type": "string", "enum": ["en", "auto"]},
             "prompt": {"type": "string", "description": "accepted; not used"},
             "response_format": {
                 "type": "string",

@@ -1,11 +1,15 @@
 """`/ws/stream`: seed 004's token-by-token TTS socket for LLM output.
 
 In: JSON text frames `{"token": str, "pitch_shift": semitones}` and `{"flush": true}`.
-Out: first one JSON text frame announcing the audio (`{"type": "ready", "sample_rate": ...}`),
-then binary frames of raw float32 little-endian mono PCM at `?sample_rate=` (default 24000),
-one per 80 ms frame; `{"error": str}` then close on bad input. Synthesis starts at a sentence
-end, a pause, past 200 buffered characters, or on flush (the backend's phrase rules). Tokens
-are pieces of text: spaces inside them carry the word boundaries.
+Out, as the seed documents it: binary messages of raw float32 little-endian mono PCM at
+48 kHz, one per synthesised phrase, and a JSON text frame only for `{"error": str}` (then the
+socket closes). The seed's clients decode every message as audio and play each as a clip, so
+by default nothing else is sent. On request: `?sample_rate=` another rate, `?chunk=frame` one
+message per 80 ms frame (also what a backend that cannot mark phrases, KyutaiTts, sends),
+`?ready=1` a first text frame `{"type": "ready", "sample_rate", "encoding", ...}`.
+Synthesis starts at a sentence end, a pause, past 200 buffered characters, or on flush (the
+backend's phrase rules). Tokens are pieces of text: spaces inside them carry the word
+boundaries.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from parley.backends.tts.piper import (
     MAX_PITCH_SEMITONES,
     Configure,
     Flush,
+    PhraseEnd,
     SpeakText,
     StreamEnd,
 )
@@ -36,6 +41,10 @@ from parley.server.tts_routes import TtsRoutes
 log = logging.getLogger(__name__)
 
 SAMPLE_RATES_HZ = (8000, 16000, 22050, 24000, 44100, 48000)
+DEFAULT_RATE_HZ = 48000  # the seed's documented rate
+CHUNKS = ("phrase", "frame")
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no", "")
 MAX_TOKEN_CHARS = 16 * 1024
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
@@ -50,9 +59,12 @@ class TokenSocket:
         ids = self.tts.authorized_ids if self.require_auth else None
         if not await admit(ws, self.tts.module, ids):
             return
+        query = ws.query_params
         try:
-            rate = _sample_rate(ws.query_params.get("sample_rate"))
-            voice = self.tts.check_voice(ws.query_params.get("voice"))
+            rate = _sample_rate(query.get("sample_rate"))
+            chunk = _choice("chunk", query.get("chunk", "phrase"), CHUNKS)
+            ready = _flag("ready", query.get("ready"))
+            voice = self.tts.check_voice(query.get("voice"))
             session = self.tts.module.try_acquire()
         except ProtocolError as exc:
             await _error(ws, str(exc))
@@ -60,24 +72,29 @@ class TokenSocket:
         except NoFreeSlot:
             await _error(ws, "no free channels")
             return
-        session.push(Configure(voice, min_pause_words=1))  # the seed synthesises at any pause
-        await ws.send_text(
-            json.dumps(
-                {
-                    "type": "ready",
-                    "sample_rate": rate,
-                    "encoding": "pcm_f32le",
-                    "channels": 1,
-                    "voice": voice,
-                }
+        if not getattr(self.tts.module.backend, "marks_phrases", False):
+            chunk = "frame"
+        # The seed synthesises at any pause.
+        session.push(Configure(voice, min_pause_words=1, phrase_ends=chunk == "phrase"))
+        if ready:
+            await ws.send_text(
+                json.dumps(
+                    {
+                        "type": "ready",
+                        "sample_rate": rate,
+                        "encoding": "pcm_f32le",
+                        "channels": 1,
+                        "chunk": chunk,
+                        "voice": voice,
+                    }
+                )
             )
-        )
         errors: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         await run_duplex(
             ws,
             session,
             self._receive_loop(ws, session, errors),
-            self._send_loop(ws, session, rate, errors),
+            self._send_loop(ws, session, rate, chunk == "phrase", errors),
             errors,
             lambda message: _error(ws, message),
         )
@@ -98,13 +115,21 @@ class TokenSocket:
             session.push(item)
 
     async def _send_loop(
-        self, ws: WebSocket, session: Session, rate: int, errors: asyncio.Queue[str]
+        self,
+        ws: WebSocket,
+        session: Session,
+        rate: int,
+        per_phrase: bool,
+        errors: asyncio.Queue[str],
     ) -> None:
-        resampler: Any = None
-        if rate != OUTPUT_RATE_HZ:
-            import soxr
+        """Per phrase: frames gathered until the backend's PhraseEnd, the phrase resampled
+        whole (nothing held back between messages). Per frame: resampled as a stream."""
+        import soxr
 
-            resampler = soxr.ResampleStream(OUTPUT_RATE_HZ, rate, 1, dtype="float32", quality="HQ")
+        stream: Any = None
+        if rate != OUTPUT_RATE_HZ and not per_phrase:
+            stream = soxr.ResampleStream(OUTPUT_RATE_HZ, rate, 1, dtype="float32", quality="HQ")
+        frames: list[np.ndarray] = []
         while True:
             msg = await session.receive()
             if isinstance(msg, ErrorMessage):
@@ -112,15 +137,37 @@ class TokenSocket:
                 return
             if isinstance(msg, StreamEnd):
                 return
-            if isinstance(msg, tts.Audio):
-                pcm = msg.pcm if resampler is None else resampler.resample_chunk(msg.pcm)
-                if len(pcm):
-                    await ws.send_bytes(np.asarray(pcm, dtype="<f4").tobytes())
+            pcm: np.ndarray | None = None
+            if isinstance(msg, tts.Audio) and per_phrase:
+                frames.append(msg.pcm)
+            elif isinstance(msg, tts.Audio):
+                pcm = msg.pcm if stream is None else stream.resample_chunk(msg.pcm)
+            elif isinstance(msg, PhraseEnd) and frames:
+                pcm = np.concatenate(frames)
+                frames.clear()
+                if rate != OUTPUT_RATE_HZ:
+                    pcm = soxr.resample(pcm, OUTPUT_RATE_HZ, rate, quality="HQ")
+            if pcm is not None and len(pcm):
+                await ws.send_bytes(np.asarray(pcm, dtype="<f4").tobytes())
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ProtocolError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value is None or value.lower() in _FALSE:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    raise ProtocolError(f"{name} must be 1 or 0, got {value!r}")
 
 
 def _sample_rate(value: str | None) -> int:
     if value is None:
-        return 24000
+        return DEFAULT_RATE_HZ
     try:
         rate = int(value)
     except ValueError:

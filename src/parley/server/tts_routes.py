@@ -23,9 +23,10 @@ from parley.backends.tts.piper import (
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import tts
 from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError, Ready
-from parley.server.auth import is_authorized
+from parley.server.auth import Keys, is_authorized
 from parley.server.duplex import admit, run_duplex
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
+from parley.server.voice_names import UnknownVoice, VoiceNames
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,15 @@ CLOSE_TOO_BIG = 1009
 
 
 class TtsRoutes:
-    def __init__(self, module: Module, authorized_ids: set[str]) -> None:
+    def __init__(
+        self, module: Module, authorized_ids: Keys, voice_aliases: dict[str, str] | None = None
+    ) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
         backend: Any = module.backend  # PiperTts or KyutaiTts: both take the same session items
         self.voices = backend.voices
         self.default_voice = backend.default_voice
+        self.voice_names = VoiceNames(self.voices, self.default_voice, voice_aliases or {})
         self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))
         # no message at all before Eos for this long closes the stream
         self.idle_timeout_s = float(module.info.details.get("idle_timeout_s", 120.0))
@@ -51,14 +55,11 @@ class TtsRoutes:
         self.module.metrics.errors.labels(kind=kind, **self.labels).inc()
 
     def check_voice(self, voice: str | None) -> str:
-        """The voice name to use, or ProtocolError naming the known ones."""
-        if voice is None or voice == "":
-            return self.default_voice
-        if voice not in self.voices:
-            raise ProtocolError(
-                f"unknown voice {voice!r} (known: {', '.join(sorted(self.voices))})"
-            )
-        return voice
+        """The configured voice `voice` names (see voice_names), or ProtocolError."""
+        try:
+            return self.voice_names.resolve(voice)
+        except UnknownVoice as exc:
+            raise ProtocolError(str(exc)) from None
 
     # --- WebSocket -------------------------------------------------------------------------
     async def websocket(self, ws: WebSocket) -> None:

@@ -49,6 +49,9 @@ class Configure:
 
     voice: str
     min_pause_words: int = 3  # a pause (",;:") ends a phrase once it has this many words
+    # Each phrase's audio whole (its last frame may be short), then `PhraseEnd` (backends
+    # with `marks_phrases`); otherwise 80 ms frames only.
+    phrase_ends: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,11 @@ class EndOfText:
 
 
 @dataclass(frozen=True)
+class PhraseEnd:
+    """Sent after the last audio of a phrase, when the session's Configure asked for it."""
+
+
+@dataclass(frozen=True)
 class StreamEnd:
     """Sent by the backend after the last frame of a stream that ended its text."""
 
@@ -86,6 +94,7 @@ class _Stream:
     sent_samples: int = 0  # framed and sent
     first_audio_at: float | None = None
     ready_since: float | None = None
+    phrase_ends: bool = False
     ended: bool = False
     flushing: bool = False  # send the partial last frame once the queued phrases are out
     in_flight: Future[tuple[Synthesis | None, float]] | None = None
@@ -119,6 +128,7 @@ class PiperOptions:
 class PiperTtsBackend(Backend):
     kind = "PiperTts"
     metrics_prefix = "py"
+    marks_phrases = True  # honours Configure.phrase_ends
 
     def __init__(
         self,
@@ -237,6 +247,7 @@ class PiperTtsBackend(Backend):
             PhraseBuffer(
                 o.first_phrase_words, o.max_phrase_words, o.max_phrase_chars, cfg.min_pause_words
             ),
+            phrase_ends=cfg.phrase_ends,
         )
         self._streams[slot.index] = stream
         return stream
@@ -310,28 +321,32 @@ class PiperTtsBackend(Backend):
             for w in words
         )
         s.tail = np.concatenate([s.tail, pcm.astype(np.float32, copy=False)])
-        self._send_frames(s, pad=False)
+        self._send_frames(s, pad=False, short_last=s.phrase_ends)
+        if s.phrase_ends:
+            s.slot.emit(PhraseEnd())
 
     def _shift_pitch(self, pcm: np.ndarray, semitones: float) -> np.ndarray:
         from parley.audio.stretch import shift_pitch
 
         return shift_pitch(pcm, OUTPUT_RATE_HZ, semitones)
 
-    def _send_frames(self, s: _Stream, pad: bool) -> None:
+    def _send_frames(self, s: _Stream, pad: bool, short_last: bool = False) -> None:
+        """The tail's whole frames; with `pad` its last part padded to a frame with silence,
+        with `short_last` sent as a short frame."""
         if pad and len(s.tail) % FRAME_SAMPLES:
             missing = FRAME_SAMPLES - len(s.tail) % FRAME_SAMPLES
             s.tail = np.concatenate([s.tail, np.zeros(missing, np.float32)])
-        n_frames = len(s.tail) // FRAME_SAMPLES
+        n_frames = -(-len(s.tail) // FRAME_SAMPLES) if short_last else len(s.tail) // FRAME_SAMPLES
         for i in range(n_frames):
             frame = s.tail[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
-            frame_end_s = (s.sent_samples + FRAME_SAMPLES) / OUTPUT_RATE_HZ
+            frame_end_s = (s.sent_samples + len(frame)) / OUTPUT_RATE_HZ
             while s.words and s.words[0].start_s < frame_end_s:
                 w = s.words.popleft()
                 s.slot.emit(tts.WordTimes(w.text, w.start_s, w.stop_s))
             if s.first_audio_at is None:
                 s.first_audio_at = time.monotonic()
             s.slot.emit(tts.Audio(frame.copy()))
-            s.sent_samples += FRAME_SAMPLES
+            s.sent_samples += len(frame)
         s.tail = s.tail[n_frames * FRAME_SAMPLES :]
         if pad:  # nothing is left to send: words said in the padding (none in practice)
             while s.words:
