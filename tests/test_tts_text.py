@@ -9,7 +9,7 @@ from parley.backends.tts.text import Phrase, PhraseBuffer, normalize_word
 def feed_words(buf: PhraseBuffer, text: str) -> list[Phrase]:
     out = []
     for w in text.split():
-        buf.add(w, end_word=True)
+        buf.add(w, whole_words=True)
         out += buf.take_ready()
     return out
 

@@ -43,7 +43,7 @@ def first_phrase(words: list[str]) -> tuple[str, int]:
     """The server's first phrase of `words` (same rules, default options) and its word count."""
     buf = PhraseBuffer()
     for i, w in enumerate(words):
-        buf.add(w, end_word=True)
+        buf.add(w, whole_words=True)
         ready = buf.take_ready()
         if ready:
             return ready[0].text, i + 1

@@ -24,8 +24,8 @@ from parley.client.connection import (
 )
 from parley.client.errors import ServerError as ServerError  # re-exported: the older name
 from parley.client.errors import server_error
+from parley.engine.messages import ErrorMessage, Ready
 from parley.protocol import asr
-from parley.protocol.common import ErrorMessage, Ready
 
 FRAME_SAMPLES = 1920
 SAMPLE_RATE_HZ = 24_000

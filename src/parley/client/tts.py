@@ -32,17 +32,11 @@ from parley.client.connection import (
 )
 from parley.client.errors import ServerError as ServerError  # re-exported: the older name
 from parley.client.errors import server_error
+from parley.engine.messages import ErrorMessage, Ready
+from parley.engine.speech import AudioFrame, SpokenWord
 from parley.protocol import tts
-from parley.protocol.common import ErrorMessage, Ready
 
 SAMPLE_RATE_HZ = 24_000
-
-
-@dataclass
-class SpokenWord:
-    text: str
-    start_s: float
-    stop_s: float
 
 
 @dataclass
@@ -116,15 +110,15 @@ async def speak(
                 msg = tts.decode_server(message)
                 if isinstance(msg, Ready):
                     result.ready = True
-                elif isinstance(msg, tts.Audio):
+                elif isinstance(msg, AudioFrame):
                     result.frames.append(msg.pcm)
                     result.frame_received_at.append(now)
                 elif isinstance(msg, tts.OggOpus):
                     result.opus_pages += msg.data
                     result.frames.append(opus.decode(msg.data) if opus else np.zeros(0))
                     result.frame_received_at.append(now)
-                elif isinstance(msg, tts.WordTimes):
-                    result.words.append(SpokenWord(msg.text, msg.start_s, msg.stop_s))
+                elif isinstance(msg, SpokenWord):
+                    result.words.append(msg)
                 elif isinstance(msg, ErrorMessage):
                     raise server_error(msg.message)
         finally:
@@ -199,10 +193,10 @@ class TtsStream(SocketSession):
                 if not isinstance(raw, bytes):
                     continue
                 msg = tts.decode_server(raw)
-                if isinstance(msg, tts.Audio):
+                if isinstance(msg, AudioFrame):
                     yield msg.pcm
-                elif isinstance(msg, tts.WordTimes):
-                    yield SpokenWord(msg.text, msg.start_s, msg.stop_s)
+                elif isinstance(msg, SpokenWord):
+                    yield msg
                 elif isinstance(msg, ErrorMessage):
                     raise server_error(msg.message)
         except websockets.ConnectionClosedError as exc:

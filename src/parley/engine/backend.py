@@ -30,7 +30,7 @@ FRAME_SAMPLES = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 1920
 class Backend(ABC):
     """One model, stepped for a fixed table of slots by one model thread."""
 
-    kind: str = "backend"
+    role: str = ""  # "recognition", "speech" or "chat": which sessions it serves (subclasses)
     metrics_prefix: str = "asr"  # engine metric names: moshi's `asr_*`, or `py_*` for TTS
     _waker: Callable[[], None] | None = None
 

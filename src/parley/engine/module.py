@@ -17,6 +17,7 @@ from typing import Any
 
 from parley import metrics
 from parley.engine.backend import FRAME_MS, Backend
+from parley.engine.messages import ErrorMessage
 from parley.engine.slots import Slot
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,5 @@ class Module:
             self._wake.clear()
 
 
-def _internal_error() -> Any:
-    from parley.protocol.common import ErrorMessage
-
+def _internal_error() -> ErrorMessage:
     return ErrorMessage("internal error in the model thread; please reconnect")

@@ -7,16 +7,15 @@ Server -> client: `Ready`, `Word{text,start_time}`, `EndWord{stop_time}`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from parley.engine.messages import ErrorMessage, Ready
+from parley.engine.recognition import Audio, EndWord, Marker, RecognitionOutput, Step, Word
 from parley.protocol.common import (
-    ErrorMessage,
     ProtocolError,
-    Ready,
     byte_payload,
+    common_wire,
     float_array,
     integer,
     pack,
@@ -26,21 +25,10 @@ from parley.protocol.common import (
 
 # --- client -> server ----------------------------------------------------------------------
 @dataclass(frozen=True)
-class Audio:
-    pcm: np.ndarray  # float32 samples at 24 kHz
-
-
-@dataclass(frozen=True)
 class OggOpus:
-    data: bytes  # Ogg pages carrying Opus
+    """Ogg pages carrying Opus; decoded into `Audio` by the connection."""
 
-
-@dataclass(frozen=True)
-class Marker:
-    id: int
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "Marker", "id": self.id}
+    data: bytes
 
 
 ClientMessage = Audio | OggOpus | Marker
@@ -62,43 +50,28 @@ def decode_client(data: bytes) -> ClientMessage | None:
 
 
 # --- server -> client ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Word:
-    text: str
-    start_time: float  # seconds from stream start
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "Word", "text": self.text, "start_time": self.start_time}
+ServerMessage = RecognitionOutput
 
 
-@dataclass(frozen=True)
-class EndWord:
-    stop_time: float  # seconds from stream start
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "EndWord", "stop_time": self.stop_time}
-
-
-@dataclass(frozen=True)
-class Step:
-    step_idx: int
-    prs: list[float] = field(default_factory=list)  # pause probabilities, short to long horizon
-    buffered_pcm: int = 0  # samples received but not yet processed
-
-    def to_wire(self) -> dict[str, Any]:
+def to_wire(msg: ServerMessage) -> dict[str, Any]:
+    if isinstance(msg, Word):
+        return {"type": "Word", "text": msg.text, "start_time": msg.start_time}
+    if isinstance(msg, EndWord):
+        return {"type": "EndWord", "stop_time": msg.stop_time}
+    if isinstance(msg, Step):
         return {
             "type": "Step",
-            "step_idx": self.step_idx,
-            "prs": self.prs,
-            "buffered_pcm": self.buffered_pcm,
+            "step_idx": msg.step_idx,
+            "prs": msg.prs,
+            "buffered_pcm": msg.buffered_pcm,
         }
-
-
-ServerMessage = Ready | Word | EndWord | Step | Marker | ErrorMessage
+    if isinstance(msg, Marker):
+        return {"type": "Marker", "id": msg.id}
+    return common_wire(msg)
 
 
 def encode_server(msg: ServerMessage) -> bytes:
-    return pack(msg.to_wire())
+    return pack(to_wire(msg))
 
 
 def decode_server(data: bytes) -> ServerMessage:
@@ -135,4 +108,5 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode_server",
+    "to_wire",
 ]

@@ -7,11 +7,12 @@ Messages are msgpack maps with string keys and a `"type"` field naming the varia
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import numpy as np
+
+from parley.engine.messages import ErrorMessage, Ready
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a few seconds of float audio; more is refused
 
@@ -24,20 +25,11 @@ class MessageTooBig(ProtocolError):
     """A message over MAX_MESSAGE_BYTES (WebSockets close these with 1009)."""
 
 
-@dataclass(frozen=True)
-class ErrorMessage:
-    message: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "Error", "message": self.message}
-
-
-@dataclass(frozen=True)
-class Ready:
-    """Sent once a session's slot is live (both moshi protocols)."""
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "Ready"}
+def common_wire(msg: ErrorMessage | Ready) -> dict[str, Any]:
+    """`Error{message}` and `Ready`, as both moshi protocols send them."""
+    if isinstance(msg, ErrorMessage):
+        return {"type": "Error", "message": msg.message}
+    return {"type": "Ready"}
 
 
 def unpack_map(data: bytes) -> dict[str, Any]:

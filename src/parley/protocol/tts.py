@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from parley.engine.messages import ErrorMessage, Ready
+from parley.engine.speech import AudioFrame, SpokenWord, VoiceEmbedding
 from parley.protocol.common import (
-    ErrorMessage,
     ProtocolError,
-    Ready,
+    common_wire,
     float_array,
     pack,
     unpack_map,
@@ -58,17 +59,11 @@ class Text:
 
 
 @dataclass(frozen=True)
-class Voice:
-    embeddings: np.ndarray
-    shape: list[int]
-
-
-@dataclass(frozen=True)
 class Eos:
     pass
 
 
-ClientMessage = Text | Voice | Eos
+ClientMessage = Text | VoiceEmbedding | Eos
 
 
 def check_text(text: str) -> str:
@@ -101,44 +96,33 @@ def decode_client(data: bytes) -> ClientMessage:
             isinstance(d, int) and not isinstance(d, bool) for d in shape
         ):
             raise ProtocolError("'shape' must be an array of integers")
-        return Voice(float_array(msg.get("embeddings"), "embeddings"), shape)
+        return VoiceEmbedding(float_array(msg.get("embeddings"), "embeddings"), shape)
     raise ProtocolError(f"unknown message type {kind!r} (expected Text, Voice or Eos)")
 
 
 # --- server -> client ----------------------------------------------------------------------
 @dataclass(frozen=True)
-class Audio:
-    pcm: np.ndarray  # 1920 float32 samples at 24 kHz
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "Audio", "pcm": self.pcm.astype(np.float32).tolist()}
-
-
-@dataclass(frozen=True)
 class OggOpus:
+    """Ogg pages of the session's audio (`OggOpusMessagePack`)."""
+
     data: bytes
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "OggOpus", "data": self.data}
+
+ServerMessage = Ready | AudioFrame | OggOpus | SpokenWord | ErrorMessage
 
 
-@dataclass(frozen=True)
-class WordTimes:
-    """A word as it is spoken ("Text" on the wire): seconds of generated audio."""
-
-    text: str
-    start_s: float
-    stop_s: float
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": "Text", "text": self.text, "start_s": self.start_s, "stop_s": self.stop_s}
-
-
-ServerMessage = Ready | Audio | OggOpus | WordTimes | ErrorMessage
+def to_wire(msg: ServerMessage) -> dict[str, Any]:
+    if isinstance(msg, AudioFrame):
+        return {"type": "Audio", "pcm": msg.pcm.astype(np.float32).tolist()}
+    if isinstance(msg, OggOpus):
+        return {"type": "OggOpus", "data": msg.data}
+    if isinstance(msg, SpokenWord):  # "Text" on the wire
+        return {"type": "Text", "text": msg.text, "start_s": msg.start_s, "stop_s": msg.stop_s}
+    return common_wire(msg)
 
 
 def encode_server(msg: ServerMessage) -> bytes:
-    return pack(msg.to_wire(), single_float=isinstance(msg, Audio))
+    return pack(to_wire(msg), single_float=isinstance(msg, AudioFrame))
 
 
 def decode_server(data: bytes) -> ServerMessage:
@@ -148,11 +132,11 @@ def decode_server(data: bytes) -> ServerMessage:
     if kind == "Ready":
         return Ready()
     if kind == "Audio":
-        return Audio(np.asarray(msg["pcm"], dtype=np.float32))
+        return AudioFrame(np.asarray(msg["pcm"], dtype=np.float32))
     if kind == "OggOpus":
         return OggOpus(bytes(msg["data"]))
     if kind == "Text":
-        return WordTimes(str(msg["text"]), float(msg["start_s"]), float(msg["stop_s"]))
+        return SpokenWord(str(msg["text"]), float(msg["start_s"]), float(msg["stop_s"]))
     if kind == "Error":
         return ErrorMessage(str(msg["message"]))
     raise ProtocolError(f"unknown server message type {kind!r}")

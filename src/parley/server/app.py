@@ -77,15 +77,17 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     first_asr: Module | None = None
     options = {m.name: m.options for m in config.modules}
     for module in modules:
-        if module.info.kind in ("WhisperStreaming", "KyutaiStt"):
+        # Routes by the role the backend declares: a new backend class gets its routes.
+        role = module.backend.role
+        if role == "recognition":
             asr = AsrRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, asr.websocket))
             routes.append(Route(module.info.path, asr.post, methods=["POST"]))
             first_asr = first_asr or module
-        elif module.info.kind == "MoshiChat":
+        elif role == "chat":
             chat = ChatRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, chat.websocket))
-        elif module.info.kind in ("PiperTts", "KyutaiTts"):
+        elif role == "speech":
             aliases = options.get(module.info.name, {}).get("voice_aliases", {})
             tts = TtsRoutes(module, ids, aliases)
             first_tts = first_tts or tts
@@ -97,6 +99,8 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
             if token_path:
                 socket = TokenSocket(tts, bool(module.info.details.get("token_socket_auth")))
                 routes.append(WebSocketRoute(token_path, socket.websocket))
+        else:
+            raise ModuleStartError(f"module {module.info.name}: backend declares no role")
 
     openai = OpenAiRoutes(ids, first_tts, first_asr)
     routes += [

@@ -14,9 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from parley.audio.decode import UndecodableAudio, decode_file
+from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, NoFreeSlot
 from parley.protocol import asr
-from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError
+from parley.protocol.common import MessageTooBig, ProtocolError
 from parley.server.auth import Keys, is_authorized
 from parley.server.duplex import admit, run_duplex
 
@@ -158,7 +159,7 @@ class AsrRoutes:
             session.close()
 
     async def _transcribe(self, session: Any, pcm: np.ndarray) -> list[dict[str, Any]]:
-        return [msg.to_wire() async for msg in recognised(session, pcm)]
+        return [asr.to_wire(msg) async for msg in recognised(session, pcm)]
 
 
 async def recognised(

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket
 
-from parley.backends.kyutai.chat import MoshiAudio, MoshiText, UserAudio
+from parley.engine.chat import ChatAudio, ChatText, UserAudio
+from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, NoFreeSlot, Session
-from parley.protocol.common import ErrorMessage
 from parley.server.auth import Keys
 from parley.server.duplex import admit, run_duplex
 
@@ -102,11 +102,11 @@ class ChatRoutes:
         writer = sphn.OpusStreamWriter(SAMPLE_RATE_HZ)
         while True:
             msg: Any = await session.receive()
-            if isinstance(msg, MoshiAudio):
+            if isinstance(msg, ChatAudio):
                 pages = bytes(writer.append_pcm(msg.pcm))
                 if pages:
                     await ws.send_bytes(bytes([AUDIO]) + pages)
-            elif isinstance(msg, MoshiText):
+            elif isinstance(msg, ChatText):
                 await ws.send_bytes(bytes([TEXT]) + msg.piece.encode("utf-8"))
             elif isinstance(msg, ErrorMessage):
                 await _error(ws, msg.message)

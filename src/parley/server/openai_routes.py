@@ -27,9 +27,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.audio.encode import FORMATS, StreamEncoder
 from parley.audio.stretch import tempo_stream
+from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, NoFreeSlot, Session
-from parley.protocol import asr, tts
-from parley.protocol.common import ErrorMessage, ProtocolError
+from parley.engine.speech import AudioFrame
+from parley.protocol import asr
+from parley.protocol.common import ProtocolError
 from parley.server.asr_routes import recognised
 from parley.server.auth import Keys, bearer_authorized
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
@@ -275,7 +277,7 @@ async def _speech_pcm(session: Session, speed: float) -> AsyncGenerator[np.ndarr
     stretch = tempo_stream(SAMPLE_RATE_HZ, speed) if speed != 1.0 else None
     try:
         async for msg in speech_messages(session):
-            if isinstance(msg, tts.Audio):
+            if isinstance(msg, AudioFrame):
                 yield msg.pcm if stretch is None else stretch.push(msg.pcm)
         if stretch is not None:
             yield stretch.finish()

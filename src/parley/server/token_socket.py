@@ -23,18 +23,19 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket
 
-from parley.backends.tts.piper import (
+from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ
+from parley.engine.messages import ErrorMessage
+from parley.engine.module import NoFreeSlot, Session
+from parley.engine.speech import (
     MAX_PITCH_SEMITONES,
-    Configure,
+    AudioFrame,
     Flush,
     PhraseEnd,
-    SpeakText,
-    StreamEnd,
+    SpeechConfig,
+    SpeechEnd,
+    TextPiece,
 )
-from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ
-from parley.engine.module import NoFreeSlot, Session
-from parley.protocol import tts
-from parley.protocol.common import ErrorMessage, ProtocolError
+from parley.protocol.common import ProtocolError
 from parley.server.duplex import admit, run_duplex
 from parley.server.tts_routes import TtsRoutes
 
@@ -72,10 +73,10 @@ class TokenSocket:
         except NoFreeSlot:
             await _error(ws, "no free channels")
             return
-        if not getattr(self.tts.module.backend, "marks_phrases", False):
+        if not self.tts.backend.marks_phrases:
             chunk = "frame"
         # The seed synthesises at any pause.
-        session.push(Configure(voice, min_pause_words=1, phrase_ends=chunk == "phrase"))
+        session.push(SpeechConfig(voice, min_pause_words=1, phrase_ends=chunk == "phrase"))
         if ready:
             await ws.send_text(
                 json.dumps(
@@ -135,12 +136,12 @@ class TokenSocket:
             if isinstance(msg, ErrorMessage):
                 errors.put_nowait(msg.message)
                 return
-            if isinstance(msg, StreamEnd):
+            if isinstance(msg, SpeechEnd):
                 return
             pcm: np.ndarray | None = None
-            if isinstance(msg, tts.Audio) and per_phrase:
+            if isinstance(msg, AudioFrame) and per_phrase:
                 frames.append(msg.pcm)
-            elif isinstance(msg, tts.Audio):
+            elif isinstance(msg, AudioFrame):
                 pcm = msg.pcm if stream is None else stream.resample_chunk(msg.pcm)
             elif isinstance(msg, PhraseEnd) and frames:
                 pcm = np.concatenate(frames)
@@ -179,7 +180,7 @@ def _sample_rate(value: str | None) -> int:
     return rate
 
 
-def parse_token_message(text: str | None) -> SpeakText | Flush:
+def parse_token_message(text: str | None) -> TextPiece | Flush:
     """One client frame -> what the backend should do, or ProtocolError."""
     if text is None:
         raise ProtocolError('expected JSON text frames ({"token": ...} or {"flush": true})')
@@ -206,7 +207,7 @@ def parse_token_message(text: str | None) -> SpeakText | Flush:
             f'"pitch_shift" must be between -{MAX_PITCH_SEMITONES:g} and '
             f"{MAX_PITCH_SEMITONES:g} semitones, got {pitch}"
         )
-    return SpeakText(token, end_word=False, pitch_semitones=float(pitch))
+    return TextPiece(token, whole_words=False, pitch_semitones=float(pitch))
 
 
 async def _error(ws: WebSocket, message: str) -> None:

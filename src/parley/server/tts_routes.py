@@ -14,15 +14,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocket
 
 from parley.audio.encode import to_s16le, wav_header
-from parley.backends.tts.piper import (
-    Configure,
-    EndOfText,
-    SpeakText,
-    StreamEnd,
-)
+from parley.engine.messages import ErrorMessage, Ready
 from parley.engine.module import Module, NoFreeSlot, Session
+from parley.engine.speech import (
+    AudioFrame,
+    EndOfText,
+    SpeechBackend,
+    SpeechConfig,
+    SpeechEnd,
+    SpokenWord,
+    TextPiece,
+)
 from parley.protocol import tts
-from parley.protocol.common import ErrorMessage, MessageTooBig, ProtocolError, Ready
+from parley.protocol.common import MessageTooBig, ProtocolError
 from parley.server.auth import Keys, is_authorized
 from parley.server.duplex import admit, run_duplex
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
@@ -42,7 +46,10 @@ class TtsRoutes:
     ) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
-        backend: Any = module.backend  # PiperTts or KyutaiTts: both take the same session items
+        backend = module.backend
+        if not isinstance(backend, SpeechBackend):
+            raise TypeError(f"module {module.info.name} is not a text-to-speech module")
+        self.backend = backend
         self.voices = backend.voices
         self.default_voice = backend.default_voice
         self.voice_names = VoiceNames(self.voices, self.default_voice, voice_aliases or {})
@@ -83,7 +90,7 @@ class TtsRoutes:
             self.count_error("no_free_channels")
             await _send_error(ws, fmt, "no free channels")
             return
-        session.push(Configure(voice))
+        session.push(SpeechConfig(voice))
         encoder = _FrameEncoder(fmt)
         if fmt.is_msgpack:
             await ws.send_bytes(tts.encode_server(Ready()))
@@ -106,7 +113,7 @@ class TtsRoutes:
     ) -> None:
         ended = False
         spoke = False
-        takes_embeddings = bool(getattr(self.module.backend, "takes_voice_embeddings", False))
+        takes_embeddings = self.backend.takes_voice_embeddings
         while True:
             try:
                 message = await asyncio.wait_for(
@@ -134,7 +141,7 @@ class TtsRoutes:
                 errors.put_nowait((CLOSE_POLICY, str(exc)))
                 return
             if isinstance(msg, tts.Text):
-                session.push(SpeakText(msg.text, end_word=True))
+                session.push(TextPiece(msg.text, whole_words=True))
                 spoke = True
             elif isinstance(msg, tts.Eos):
                 session.push(EndOfText())
@@ -160,7 +167,7 @@ class TtsRoutes:
     async def _send_loop(self, ws: WebSocket, session: Session, encoder: _FrameEncoder) -> None:
         while True:
             msg = await session.receive()
-            if isinstance(msg, StreamEnd):
+            if isinstance(msg, SpeechEnd):
                 await ws.close(CLOSE_NORMAL)
                 return
             if isinstance(msg, ErrorMessage):
@@ -186,9 +193,9 @@ class TtsRoutes:
         if len(text) > MAX_TEXT_CHARS:
             raise ProtocolError(f"text over {MAX_TEXT_CHARS} characters")
         session = await self.module.acquire(self.post_timeout_s)
-        session.push(Configure(name))
+        session.push(SpeechConfig(name))
         for word in text.split():
-            session.push(SpeakText(word, end_word=True))
+            session.push(TextPiece(word, whole_words=True))
         session.push(EndOfText())
         return session, name
 
@@ -212,7 +219,7 @@ class TtsRoutes:
             yield wav_header(SAMPLE_RATE_HZ)
             try:
                 async for msg in speech_messages(session):
-                    if isinstance(msg, tts.Audio):
+                    if isinstance(msg, AudioFrame):
                         yield to_s16le(msg.pcm)
             except SynthesisFailed:  # headers are out; a short WAV is all we can do
                 log.warning("synthesis failed during a streamed WAV")
@@ -248,9 +255,9 @@ class TtsRoutes:
         words: list[dict[str, Any]] = []
         try:
             async for msg in speech_messages(session):
-                if isinstance(msg, tts.Audio):
+                if isinstance(msg, AudioFrame):
                     pcm.append(msg.pcm)
-                elif isinstance(msg, tts.WordTimes):
+                elif isinstance(msg, SpokenWord):
                     words.append({"text": msg.text, "start_s": msg.start_s, "stop_s": msg.stop_s})
         except SynthesisFailed as exc:
             return JSONResponse({"error": str(exc)}, status_code=500)
@@ -268,10 +275,10 @@ class SynthesisFailed(RuntimeError):
 
 
 async def speech_messages(session: Session) -> AsyncIterator[Any]:
-    """A session's Audio and WordTimes until its StreamEnd; SynthesisFailed on an Error."""
+    """A session's Audio and WordTimes until its SpeechEnd; SynthesisFailed on an Error."""
     while True:
         msg = await session.receive()
-        if isinstance(msg, StreamEnd):
+        if isinstance(msg, SpeechEnd):
             return
         if isinstance(msg, ErrorMessage):
             raise SynthesisFailed(msg.message)
@@ -290,9 +297,9 @@ class _FrameEncoder:
             self._opus = sphn.OpusStreamWriter(SAMPLE_RATE_HZ)
 
     def encode(self, msg: Any) -> bytes | None:
-        if isinstance(msg, tts.WordTimes):
+        if isinstance(msg, SpokenWord):
             return tts.encode_server(msg) if self.fmt.is_msgpack else None
-        if not isinstance(msg, tts.Audio):
+        if not isinstance(msg, AudioFrame):
             return None
         if self.fmt is tts.OutputFormat.PCM:
             return msg.pcm.astype("<f4").tobytes()

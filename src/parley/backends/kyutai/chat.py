@@ -22,26 +22,12 @@ import numpy as np
 from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
 from parley.backends.kyutai.streams import MoshiRows
 from parley.engine.backend import FRAME_SAMPLES
+from parley.engine.chat import ChatAudio, ChatBackend, ChatText, UserAudio
 from parley.engine.slots import Slot
 
 log = logging.getLogger(__name__)
 
 EPAD, PAD = 0, 3  # text tokens that are not text
-
-
-@dataclass(frozen=True)
-class UserAudio:
-    pcm: np.ndarray  # 24 kHz float32, any length
-
-
-@dataclass(frozen=True)
-class MoshiAudio:
-    pcm: np.ndarray  # one 1920-sample frame of Moshi's voice
-
-
-@dataclass(frozen=True)
-class MoshiText:
-    piece: str  # a text piece, spaces included ("▁" -> " ")
 
 
 @dataclass
@@ -51,8 +37,7 @@ class _Chat:
     frames: int = 0
 
 
-class MoshiChatBackend(MoshiRows):
-    kind = "MoshiChat"
+class MoshiChatBackend(MoshiRows, ChatBackend):
     metrics_prefix = "chat"
 
     def __init__(
@@ -115,10 +100,10 @@ class MoshiChatBackend(MoshiRows):
             frame = pcm_out[b]
             if frame is None:
                 continue  # still within the model's initial delay
-            c.slot.emit(MoshiAudio(frame))
+            c.slot.emit(ChatAudio(frame))
             token = tokens[b]
             if token not in (EPAD, PAD) and 0 <= token < self.tokenizer.vocab_size():
-                c.slot.emit(MoshiText(self.tokenizer.id_to_piece(token).replace("▁", " ")))
+                c.slot.emit(ChatText(self.tokenizer.id_to_piece(token).replace("▁", " ")))
         return any(len(c.pcm) >= FRAME_SAMPLES for c in ready)
 
     def _run(

@@ -24,8 +24,9 @@ import numpy as np
 from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
 from parley.backends.kyutai.streams import MoshiRows
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
+from parley.engine.messages import Ready
+from parley.engine.recognition import Audio, EndWord, Marker, RecognitionBackend, Step, Word
 from parley.engine.slots import Slot
-from parley.protocol import asr
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,7 @@ class _SlotState:
     markers: deque[tuple[int, int]] = field(default_factory=deque)  # (due step, id)
 
 
-class KyutaiSttBackend(MoshiRows):
-    kind = "KyutaiStt"
-
+class KyutaiSttBackend(MoshiRows, RecognitionBackend):
     def __init__(
         self,
         files: CheckpointFiles,
@@ -94,7 +93,7 @@ class KyutaiSttBackend(MoshiRows):
     def attach(self, slot: Slot) -> None:
         self._slots[slot.index] = _SlotState(slot)
         self._reset_later(slot.index)
-        slot.emit(asr.Ready())
+        slot.emit(Ready())
 
     def detach(self, index: int) -> None:
         self._slots[index] = None
@@ -106,10 +105,10 @@ class KyutaiSttBackend(MoshiRows):
             if st is None:
                 continue
             for item in slot.take_inputs():
-                if isinstance(item, asr.Audio):
+                if isinstance(item, Audio):
                     st.pcm = np.concatenate([st.pcm, item.pcm.astype(np.float32, copy=False)])
                     st.samples_in += item.pcm.size
-                elif isinstance(item, asr.Marker):
+                elif isinstance(item, Marker):
                     sent_frames = math.ceil(st.samples_in / FRAME_SAMPLES)
                     st.markers.append((sent_frames + self.delay_tokens + 1, item.id))
         for st in self._slots:
@@ -157,16 +156,16 @@ class KyutaiSttBackend(MoshiRows):
         elif token in (EPAD, PAD) and s.word is not None:
             self._end_word(s, now_s)
         prs = [h[b] for h in heads]
-        s.slot.emit(asr.Step(s.steps - 1, prs, len(s.pcm)))
+        s.slot.emit(Step(s.steps - 1, prs, len(s.pcm)))
         while s.markers and s.markers[0][0] <= s.steps:
             if s.word is not None:
                 self._end_word(s, now_s)
-            s.slot.emit(asr.Marker(s.markers.popleft()[1]))
+            s.slot.emit(Marker(s.markers.popleft()[1]))
 
     def _end_word(self, s: _SlotState, stop_s: float) -> None:
         assert s.word is not None
         text = "".join(s.word.pieces).replace("▁", " ").strip()
         if text:
-            s.slot.emit(asr.Word(text, round(s.word.start_s, 3)))
-            s.slot.emit(asr.EndWord(round(max(stop_s, s.word.start_s), 3)))
+            s.slot.emit(Word(text, round(s.word.start_s, 3)))
+            s.slot.emit(EndWord(round(max(stop_s, s.word.start_s), 3)))
         s.word = None

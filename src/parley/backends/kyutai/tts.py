@@ -37,12 +37,21 @@ from parley.backends.kyutai.checkpoint import (
     torch_dtype,
 )
 from parley.backends.kyutai.streams import MoshiRows
-from parley.backends.tts.piper import Configure, EndOfText, Flush, SpeakText, StreamEnd
 from parley.backends.tts.text import normalize_word
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
+from parley.engine.messages import ErrorMessage
 from parley.engine.slots import Slot
-from parley.protocol import tts
-from parley.protocol.common import ErrorMessage
+from parley.engine.speech import (
+    AudioFrame,
+    EndOfText,
+    Flush,
+    SpeechBackend,
+    SpeechConfig,
+    SpeechEnd,
+    SpokenWord,
+    TextPiece,
+    VoiceEmbedding,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +73,7 @@ class _Stream:
     pending_words: deque[list[Any]] = field(default_factory=deque)  # [text, start_s, stop_s]
 
 
-class KyutaiTtsBackend(MoshiRows):
-    kind = "KyutaiTts"
+class KyutaiTtsBackend(MoshiRows, SpeechBackend):
     metrics_prefix = "py"
     takes_voice_embeddings = True
 
@@ -183,7 +191,7 @@ class KyutaiTtsBackend(MoshiRows):
 
     # --- slots ---------------------------------------------------------------------------
     def attach(self, slot: Slot) -> None:
-        self._streams[slot.index] = None  # created on the session's Configure
+        self._streams[slot.index] = None  # created on the session's SpeechConfig
         self._reset_later(slot.index)
 
     def detach(self, index: int) -> None:
@@ -193,7 +201,7 @@ class KyutaiTtsBackend(MoshiRows):
         self._streams[index] = None
         self._active[index] = False
 
-    def _add_embedding(self, channel_id: int, voice: tts.Voice) -> str:
+    def _add_embedding(self, channel_id: int, voice: VoiceEmbedding) -> str:
         """Conditioning for a session's own voice embedding; its key in `_conditions`."""
         import tempfile
 
@@ -264,7 +272,7 @@ class KyutaiTtsBackend(MoshiRows):
     def _take_inputs(self, slot: Slot) -> None:
         s = self._streams[slot.index]
         for item in slot.take_inputs():
-            if isinstance(item, Configure):
+            if isinstance(item, SpeechConfig):
                 if item.voice not in self.voices:
                     slot.emit(ErrorMessage(f"unknown voice {item.voice!r}"))
                     continue
@@ -272,11 +280,11 @@ class KyutaiTtsBackend(MoshiRows):
                 self._streams[slot.index] = s
             elif s is None or s.done:
                 continue
-            elif isinstance(item, SpeakText):
+            elif isinstance(item, TextPiece):
                 self._add_words(s, item.text)
             elif isinstance(item, EndOfText | Flush):
                 s.complete = s.complete or isinstance(item, EndOfText)
-            elif isinstance(item, tts.Voice):
+            elif isinstance(item, VoiceEmbedding):
                 try:
                     s.voice = self._add_embedding(slot.channel_id, item)
                 except ValueError as exc:
@@ -341,17 +349,17 @@ class KyutaiTtsBackend(MoshiRows):
                     break  # its end is not known yet; it goes with a later frame
                 s.pending_words[0][2] = round(end * FRAME_S, 3)
             text, start_s, stop_s = s.pending_words.popleft()
-            s.slot.emit(tts.WordTimes(text, start_s, max(start_s, stop_s)))
-        s.slot.emit(tts.Audio(pcm.astype(np.float32, copy=True)))
+            s.slot.emit(SpokenWord(text, start_s, max(start_s, stop_s)))
+        s.slot.emit(AudioFrame(pcm.astype(np.float32, copy=True)))
         s.frames_sent += 1
 
     def _finish(self, s: _Stream) -> None:
         end = s.state.end_step or s.offset
         for text, start_s, stop_s in s.pending_words:
             stop = stop_s if stop_s is not None else round(end * FRAME_S, 3)
-            s.slot.emit(tts.WordTimes(text, start_s, max(start_s, stop)))
+            s.slot.emit(SpokenWord(text, start_s, max(start_s, stop)))
         s.pending_words.clear()
-        s.slot.emit(StreamEnd())
+        s.slot.emit(SpeechEnd())
         s.done = True
 
 

@@ -31,9 +31,10 @@ from parley import metrics
 from parley.backends.stt.commit import LocalAgreement, TimedWord
 from parley.backends.stt.vad import VAD_RATE_HZ, StreamingVad, load_silero_session
 from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest, WhisperDecoder
-from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ, Backend
+from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
+from parley.engine.messages import Ready
+from parley.engine.recognition import Audio, EndWord, Marker, RecognitionBackend, Step, Word
 from parley.engine.slots import Slot
-from parley.protocol.asr import Audio, EndWord, Marker, Ready, Step, Word
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,7 @@ class _Job:
     request: DecodeRequest
 
 
-class WhisperStreamingBackend(Backend):
-    kind = "whisper"
-
+class WhisperStreamingBackend(RecognitionBackend):
     def __init__(
         self,
         decoder: WhisperDecoder,

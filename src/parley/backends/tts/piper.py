@@ -26,59 +26,29 @@ import numpy as np
 from parley import metrics
 from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ, PiperSynth, Synthesis, WordTime
 from parley.backends.tts.text import Phrase, PhraseBuffer
-from parley.engine.backend import FRAME_SAMPLES, Backend
+from parley.engine.backend import FRAME_SAMPLES
+from parley.engine.messages import ErrorMessage
 from parley.engine.slots import Slot
-from parley.protocol import tts
-from parley.protocol.common import ErrorMessage
+from parley.engine.speech import (
+    AudioFrame,
+    EndOfText,
+    Flush,
+    PhraseEnd,
+    SpeechBackend,
+    SpeechConfig,
+    SpeechEnd,
+    SpokenWord,
+    TextPiece,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING_CHARS = 256 * 1024  # text waiting for synthesis in one stream
-MAX_PITCH_SEMITONES = 12.0
 FIRST_AUDIO_DUE_S = 0.3  # a new stream's first phrase is "due" this long after it is ready
 # Release waiting words early when a stream has less audio ahead than this (plus the time to
 # synthesise them, about 50 ms a word on one core).
 LOW_WATER_S = 0.4
 SYNTH_S_PER_WORD = 0.05
-
-
-# --- what sessions push --------------------------------------------------------------------
-@dataclass(frozen=True)
-class Configure:
-    """First item of a session: its voice and delivery."""
-
-    voice: str
-    min_pause_words: int = 3  # a pause (",;:") ends a phrase once it has this many words
-    # Each phrase's audio whole (its last frame may be short), then `PhraseEnd` (backends
-    # with `marks_phrases`); otherwise 80 ms frames only.
-    phrase_ends: bool = False
-
-
-@dataclass(frozen=True)
-class SpeakText:
-    text: str
-    end_word: bool  # True: the text is whole words (moshi protocol); False: token pieces
-    pitch_semitones: float | None = None  # change of pitch from here on
-
-
-@dataclass(frozen=True)
-class Flush:
-    """Synthesise everything received so far (the token socket's `{"flush": true}`)."""
-
-
-@dataclass(frozen=True)
-class EndOfText:
-    """No more text: synthesise the rest, send it, then `StreamEnd`."""
-
-
-@dataclass(frozen=True)
-class PhraseEnd:
-    """Sent after the last audio of a phrase, when the session's Configure asked for it."""
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    """Sent by the backend after the last frame of a stream that ended its text."""
 
 
 # --- per-slot state ------------------------------------------------------------------------
@@ -125,10 +95,9 @@ class PiperOptions:
     workers: int = 2  # phrases synthesised at once (one core each)
 
 
-class PiperTtsBackend(Backend):
-    kind = "PiperTts"
+class PiperTtsBackend(SpeechBackend):
     metrics_prefix = "py"
-    marks_phrases = True  # honours Configure.phrase_ends
+    marks_phrases = True  # honours SpeechConfig.phrase_ends
 
     def __init__(
         self,
@@ -139,16 +108,13 @@ class PiperTtsBackend(Backend):
     ) -> None:
         if options.default_voice not in voices:
             raise ValueError(f"default voice {options.default_voice!r} is not configured")
-        self.voices = voices
+        self.voices: dict[str, PiperSynth] = voices
+        self.default_voice = options.default_voice
         self.options = options
         self.batch_size = batch_size
         self._streams: list[_Stream | None] = [None] * batch_size
         self._labels = {"module": name}
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix=f"piper-{name}")
-
-    @property
-    def default_voice(self) -> str:
-        return self.options.default_voice
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -166,7 +132,7 @@ class PiperTtsBackend(Backend):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def attach(self, slot: Slot) -> None:
-        self._streams[slot.index] = None  # created on the session's Configure
+        self._streams[slot.index] = None  # created on the session's SpeechConfig
 
     def detach(self, index: int) -> None:
         self._streams[index] = None
@@ -221,7 +187,7 @@ class PiperTtsBackend(Backend):
     def _take_inputs(self, slot: Slot, now: float) -> _Stream | None:
         stream = self._streams[slot.index]
         for item in slot.take_inputs():
-            if isinstance(item, Configure):
+            if isinstance(item, SpeechConfig):
                 stream = self._open(slot, item)
                 continue
             if stream is None or stream.done:
@@ -235,7 +201,7 @@ class PiperTtsBackend(Backend):
             stream.ready_since = now
         return stream
 
-    def _open(self, slot: Slot, cfg: Configure) -> _Stream | None:
+    def _open(self, slot: Slot, cfg: SpeechConfig) -> _Stream | None:
         synth = self.voices.get(cfg.voice)
         if synth is None:  # routes check first; this guards other callers
             slot.emit(ErrorMessage(f"unknown voice {cfg.voice!r}"))
@@ -253,11 +219,11 @@ class PiperTtsBackend(Backend):
         return stream
 
     def _apply(self, s: _Stream, item: Any) -> None:
-        if isinstance(item, SpeakText):
+        if isinstance(item, TextPiece):
             if item.pitch_semitones is not None:
                 s.pitch_semitones = item.pitch_semitones
             s.started = True
-            s.text.add(item.text, end_word=item.end_word)
+            s.text.add(item.text, whole_words=item.whole_words)
             if s.text.pending_chars > MAX_PENDING_CHARS:
                 raise ValueError(
                     f"over {MAX_PENDING_CHARS} characters of text waiting for synthesis"
@@ -342,18 +308,18 @@ class PiperTtsBackend(Backend):
             frame_end_s = (s.sent_samples + len(frame)) / OUTPUT_RATE_HZ
             while s.words and s.words[0].start_s < frame_end_s:
                 w = s.words.popleft()
-                s.slot.emit(tts.WordTimes(w.text, w.start_s, w.stop_s))
+                s.slot.emit(SpokenWord(w.text, w.start_s, w.stop_s))
             if s.first_audio_at is None:
                 s.first_audio_at = time.monotonic()
-            s.slot.emit(tts.Audio(frame.copy()))
+            s.slot.emit(AudioFrame(frame.copy()))
             s.sent_samples += len(frame)
         s.tail = s.tail[n_frames * FRAME_SAMPLES :]
         if pad:  # nothing is left to send: words said in the padding (none in practice)
             while s.words:
                 w = s.words.popleft()
-                s.slot.emit(tts.WordTimes(w.text, w.start_s, w.stop_s))
+                s.slot.emit(SpokenWord(w.text, w.start_s, w.stop_s))
 
     def _finish(self, s: _Stream) -> None:
         self._send_frames(s, pad=True)
-        s.slot.emit(StreamEnd())
+        s.slot.emit(SpeechEnd())
         s.done = True

@@ -98,10 +98,10 @@ class PhraseBuffer:
     def has_pending(self) -> bool:
         return bool(self._raw.strip() or self._current.words or self._current.pause_s)
 
-    def add(self, text: str, end_word: bool = False) -> None:
-        """Appends raw text; `end_word` closes the word (one word per message protocols)."""
+    def add(self, text: str, whole_words: bool = False) -> None:
+        """Appends raw text; `whole_words` closes the word (one word per message protocols)."""
         self._raw += _CJK_BOUNDARY.sub(r"\1 ", text)
-        if end_word:
+        if whole_words:
             self._raw += " "
         self._parse(final=False)
 
