@@ -37,7 +37,9 @@ class ModuleInfo:
 
 
 class Session:
-    """The event-loop side of one slot occupancy: push input, await output, close."""
+    """The event-loop side of one slot occupancy: push input, await output, close. Use it as
+    the scope that owns the slot (`async with module.try_acquire() as session:`), so the slot
+    is released on every path out."""
 
     def __init__(self, module: Module, slot: Slot, outbox: asyncio.Queue[Any]) -> None:
         self.module = module
@@ -56,6 +58,12 @@ class Session:
 
     def close(self) -> None:
         self.module.release(self.slot)
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.close()
 
 
 class Module:

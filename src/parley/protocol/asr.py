@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from parley.engine.messages import ErrorMessage, Ready
 from parley.engine.recognition import Audio, EndWord, Marker, RecognitionOutput, Step, Word
 from parley.protocol.common import (
+    MessageTooBig,
     ProtocolError,
     byte_payload,
     common_wire,
@@ -20,6 +23,14 @@ from parley.protocol.common import (
     integer,
     pack,
     unpack_map,
+)
+from parley.protocol.connection import (
+    CLOSE_BAD_DATA,
+    CLOSE_NORMAL,
+    CLOSE_TOO_BIG,
+    Close,
+    Reaction,
+    failure,
 )
 
 
@@ -93,7 +104,76 @@ def decode_server(data: bytes) -> ServerMessage:
     raise ProtocolError(f"unknown server message type {kind!r}")
 
 
+# --- one connection ------------------------------------------------------------------------
+SAMPLE_RATE_HZ = 24_000
+MAX_AHEAD_S = 600.0  # audio a client may send ahead of real time
+
+
+class AsrConnection:
+    """One `/api/asr-streaming` socket, sans I/O. Binary frames are messages (text frames are
+    ignored, as moshi-server does); Ogg/Opus is decoded as it comes. A bad message gets one
+    `Error`, then close 1003 (1009 for one too big or audio too far ahead of real time)."""
+
+    def __init__(self, max_ahead_s: float = MAX_AHEAD_S) -> None:
+        self.max_ahead_s = max_ahead_s
+        self._opus: Any = None
+        self._samples = 0
+        self._started_s = 0.0
+
+    def start(self, now_s: float) -> Reaction:
+        self._started_s = now_s
+        return Reaction()  # `Ready` comes from the backend once the slot is live
+
+    def refuse(self, message: str, kind: str = "no_free_channels") -> Reaction:
+        return failure(kind, [encode_server(ErrorMessage(message))], CLOSE_NORMAL)
+
+    def receive(self, data: bytes | str, now_s: float) -> Reaction:
+        if isinstance(data, str):
+            return Reaction()  # text frames are ignored, as moshi-server does
+        try:
+            msg = decode_client(data)
+            if isinstance(msg, OggOpus):
+                msg = self._decode_opus(msg.data)
+        except MessageTooBig as exc:
+            return self._fail("too_big", str(exc), CLOSE_TOO_BIG)
+        except ProtocolError as exc:
+            return self._fail("protocol", str(exc), CLOSE_BAD_DATA)
+        if msg is None:
+            return Reaction()
+        if isinstance(msg, Audio):
+            self._samples += msg.pcm.size
+            if self._samples / SAMPLE_RATE_HZ - (now_s - self._started_s) > self.max_ahead_s:
+                return self._fail(
+                    "too_big", "too much audio sent ahead of real time", CLOSE_TOO_BIG
+                )
+        return Reaction(push=[msg])
+
+    def from_session(self, msg: ServerMessage) -> Reaction:
+        close = Close(CLOSE_NORMAL) if isinstance(msg, ErrorMessage) else None
+        return Reaction(send=[encode_server(msg)], close=close)
+
+    awaits_client = True  # the idle timeout always applies
+
+    def idle(self, timeout_s: float) -> Reaction:
+        return self._fail("idle", f"no data for {timeout_s:g} s", CLOSE_NORMAL)
+
+    def _decode_opus(self, data: bytes) -> Audio | None:
+        if self._opus is None:
+            import sphn
+
+            self._opus = sphn.OpusStreamReader(SAMPLE_RATE_HZ)
+        try:
+            pcm = np.asarray(self._opus.append_bytes(data), dtype=np.float32)
+        except Exception as exc:
+            raise ProtocolError(f"undecodable Ogg/Opus data: {exc}") from None
+        return Audio(pcm) if pcm.size else None
+
+    def _fail(self, kind: str, message: str, code: int) -> Reaction:
+        return failure(kind, [encode_server(ErrorMessage(message))], code)
+
+
 __all__ = [
+    "AsrConnection",
     "Audio",
     "ClientMessage",
     "EndWord",

@@ -9,6 +9,7 @@ The raw formats (`Pcm`, `OggOpus`) carry audio bytes only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -16,13 +17,31 @@ from typing import Any
 import numpy as np
 
 from parley.engine.messages import ErrorMessage, Ready
-from parley.engine.speech import AudioFrame, SpokenWord, VoiceEmbedding
+from parley.engine.speech import (
+    AudioFrame,
+    EndOfText,
+    SpeechConfig,
+    SpeechEnd,
+    SpeechOutput,
+    SpokenWord,
+    TextPiece,
+    VoiceEmbedding,
+)
 from parley.protocol.common import (
+    MessageTooBig,
     ProtocolError,
     common_wire,
     float_array,
     pack,
     unpack_map,
+)
+from parley.protocol.connection import (
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    Close,
+    Reaction,
+    failure,
 )
 
 MAX_TEXT_CHARS = 64 * 1024  # one message; a paragraph is a few hundred
@@ -140,3 +159,108 @@ def decode_server(data: bytes) -> ServerMessage:
     if kind == "Error":
         return ErrorMessage(str(msg["message"]))
     raise ProtocolError(f"unknown server message type {kind!r}")
+
+
+# --- one connection ------------------------------------------------------------------------
+SAMPLE_RATE_HZ = 24_000
+_WIRE_NAMES = {Text: "Text", VoiceEmbedding: "Voice", Eos: "Eos"}
+
+
+class TtsConnection:
+    """One `/api/tts_streaming` socket, sans I/O. Query: `format`, `voice`. Errors reach the
+    client as an `Error` message then close 1000 in the msgpack formats (Kyutai's clients read
+    until the socket closes), or as the close reason (1008; 1009 for a message too big) in the
+    raw ones. A bad `format` closes 1008 at once. An idle timeout applies until `Eos`."""
+
+    def __init__(self, takes_voice_embeddings: bool, voices: Collection[str]) -> None:
+        self.takes_voice_embeddings = takes_voice_embeddings
+        self.voices = voices
+        self.fmt = OutputFormat.OGG_OPUS
+        self.ended = False
+        self._spoke = False
+        self._opus: Any = None
+
+    def start(
+        self, query: Mapping[str, str], resolve_voice: Callable[[str | None], str]
+    ) -> Reaction:
+        """A refusal (`close` set) or what to push and send once the slot is taken."""
+        try:
+            self.fmt = OutputFormat.parse(query.get("format"))
+        except ProtocolError as exc:
+            return failure("protocol", [], CLOSE_POLICY, str(exc))
+        try:
+            voice = resolve_voice(query.get("voice"))
+        except ProtocolError as exc:
+            return self._fail("unknown_voice", str(exc))
+        if self.fmt.is_opus:
+            import sphn
+
+            self._opus = sphn.OpusStreamWriter(SAMPLE_RATE_HZ)
+        ready = [encode_server(Ready())] if self.fmt.is_msgpack else []
+        return Reaction(push=[SpeechConfig(voice)], send=list(ready))
+
+    def refuse(self, message: str, kind: str = "no_free_channels") -> Reaction:
+        return self._fail(kind, message)
+
+    def receive(self, data: bytes | str, now_s: float) -> Reaction:
+        try:
+            msg = decode_client_text(data) if isinstance(data, str) else decode_client(data)
+            if self.ended:
+                raise ProtocolError(f"{_WIRE_NAMES[type(msg)]} message after Eos")
+        except MessageTooBig as exc:
+            return self._fail("too_big", str(exc), CLOSE_TOO_BIG)
+        except ProtocolError as exc:
+            return self._fail("protocol", str(exc), CLOSE_POLICY)
+        if isinstance(msg, Text):
+            self._spoke = True
+            return Reaction(push=[TextPiece(msg.text, whole_words=True)])
+        if isinstance(msg, Eos):
+            self.ended = True
+            return Reaction(push=[EndOfText()])
+        if not self.takes_voice_embeddings:
+            return self._fail(
+                "protocol",
+                "this server's voices cannot take Voice embeddings; choose a voice with ?voice= "
+                f"(known: {', '.join(sorted(self.voices))})",
+                CLOSE_POLICY,
+            )
+        if self._spoke:
+            return self._fail("protocol", "a Voice message must come before any Text", CLOSE_POLICY)
+        return Reaction(push=[msg])  # the backend checks the embedding's shape
+
+    def from_session(self, msg: SpeechOutput) -> Reaction:
+        if isinstance(msg, SpeechEnd):
+            return Reaction(close=Close(CLOSE_NORMAL))
+        if isinstance(msg, ErrorMessage):
+            return self._fail("synthesis", msg.message)
+        frame = self._encode(msg)
+        return Reaction(send=[frame] if frame else [])
+
+    @property
+    def awaits_client(self) -> bool:
+        """The idle timeout applies (until Eos)."""
+        return not self.ended
+
+    def idle(self, timeout_s: float) -> Reaction:
+        return self._fail("idle", f"no text for {timeout_s:g} s")
+
+    def _encode(self, msg: SpeechOutput) -> bytes | None:
+        if isinstance(msg, SpokenWord):
+            return encode_server(msg) if self.fmt.is_msgpack else None
+        if not isinstance(msg, AudioFrame):
+            return None
+        if self.fmt is OutputFormat.PCM:
+            return msg.pcm.astype("<f4").tobytes()
+        if self.fmt is OutputFormat.PCM_MSGPACK:
+            return encode_server(msg)
+        pages = bytes(self._opus.append_pcm(msg.pcm.astype(np.float32)))
+        if not pages:
+            return None
+        if self.fmt is OutputFormat.OGG_OPUS:
+            return pages
+        return encode_server(OggOpus(pages))
+
+    def _fail(self, kind: str, message: str, raw_code: int = CLOSE_POLICY) -> Reaction:
+        if self.fmt.is_msgpack:
+            return failure(kind, [encode_server(ErrorMessage(message))], CLOSE_NORMAL)
+        return failure(kind, [], raw_code, message)

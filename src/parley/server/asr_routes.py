@@ -5,29 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.engine.messages import ErrorMessage
-from parley.engine.module import Module, NoFreeSlot
+from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import asr
-from parley.protocol.common import MessageTooBig, ProtocolError
 from parley.server.auth import Keys, is_authorized
-from parley.server.duplex import admit, run_duplex
+from parley.server.sockets import serve_socket
 
 log = logging.getLogger(__name__)
 
 MAX_POST_BYTES = 200 * 1024 * 1024
-MAX_BUFFERED_S = 600.0  # audio a client may send ahead of processing
-CLOSE_BAD_DATA = 1003
-CLOSE_TOO_BIG = 1009
-CLOSE_NORMAL = 1000
 SAMPLE_RATE_HZ = 24_000
 
 
@@ -46,88 +40,16 @@ class AsrRoutes:
 
     # --- WebSocket -------------------------------------------------------------------------
     async def websocket(self, ws: WebSocket) -> None:
-        if not await admit(ws, self.module, self.authorized_ids):
-            return
-        try:
-            session = self.module.try_acquire()
-        except NoFreeSlot:
-            err = self._error("no_free_channels", "no free channels")
-            await ws.send_bytes(asr.encode_server(err))
-            await ws.close(CLOSE_NORMAL)
-            return
-        closing: asyncio.Queue[tuple[int, ErrorMessage]] = asyncio.Queue(maxsize=1)
-
-        async def report(error: tuple[int, ErrorMessage]) -> None:
-            await ws.send_bytes(asr.encode_server(error[1]))
-            await ws.close(error[0])
-
-        await run_duplex(
+        connection = asr.AsrConnection()
+        loop = asyncio.get_running_loop()
+        await serve_socket(
             ws,
-            session,
-            self._receive_loop(ws, session, closing),
-            self._send_loop(ws, session),
-            closing,
-            report,
+            self.module,
+            self.authorized_ids,
+            connection,
+            lambda: connection.start(loop.time()),
+            self.idle_timeout_s,
         )
-
-    async def _receive_loop(
-        self, ws: WebSocket, session: Any, closing: asyncio.Queue[tuple[int, ErrorMessage]]
-    ) -> None:
-        opus_reader: Any = None
-        sent_samples = 0
-        started_s = asyncio.get_running_loop().time()
-        while True:
-            try:
-                message = await asyncio.wait_for(ws.receive(), timeout=self.idle_timeout_s)
-            except TimeoutError:
-                idle = f"no data for {self.idle_timeout_s:g} s"
-                closing.put_nowait((CLOSE_NORMAL, self._error("idle", idle)))
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            if data is None:
-                continue  # text frames are ignored, as moshi-server does
-            try:
-                msg = asr.decode_client(data)
-                if isinstance(msg, asr.OggOpus):
-                    if opus_reader is None:
-                        import sphn
-
-                        opus_reader = sphn.OpusStreamReader(SAMPLE_RATE_HZ)
-                    try:
-                        pcm = np.asarray(opus_reader.append_bytes(msg.data), dtype=np.float32)
-                    except Exception as exc:
-                        raise ProtocolError(f"undecodable Ogg/Opus data: {exc}") from None
-                    msg = asr.Audio(pcm) if pcm.size else None
-            except MessageTooBig as exc:
-                closing.put_nowait((CLOSE_TOO_BIG, self._error("too_big", str(exc))))
-                return
-            except ProtocolError as exc:
-                closing.put_nowait((CLOSE_BAD_DATA, self._error("protocol", str(exc))))
-                return
-            if msg is None:
-                continue
-            if isinstance(msg, asr.Audio):
-                sent_samples += msg.pcm.size
-                elapsed_s = asyncio.get_running_loop().time() - started_s
-                if sent_samples / SAMPLE_RATE_HZ - elapsed_s > MAX_BUFFERED_S:
-                    closing.put_nowait(
-                        (
-                            CLOSE_TOO_BIG,
-                            self._error("too_big", "too much audio sent ahead of real time"),
-                        )
-                    )
-                    return
-            session.push(msg)
-
-    async def _send_loop(self, ws: WebSocket, session: Any) -> None:
-        while True:
-            msg = await session.receive()
-            await ws.send_bytes(asr.encode_server(msg))
-            if isinstance(msg, ErrorMessage):
-                await ws.close(CLOSE_NORMAL)
-                return
 
     # --- HTTP POST -------------------------------------------------------------------------
     async def post(self, request: Request) -> Response:
@@ -153,17 +75,12 @@ class AsrRoutes:
         except NoFreeSlot:
             self._error("no_free_channels", "no free channels")
             return JSONResponse({"error": "no free channels"}, status_code=503)
-        try:
-            return JSONResponse(await self._transcribe(session, pcm))
-        finally:
-            session.close()
-
-    async def _transcribe(self, session: Any, pcm: np.ndarray) -> list[dict[str, Any]]:
-        return [asr.to_wire(msg) async for msg in recognised(session, pcm)]
+        async with session:
+            return JSONResponse([asr.to_wire(msg) async for msg in recognised(session, pcm)])
 
 
 async def recognised(
-    session: Any, pcm: np.ndarray
+    session: Session, pcm: np.ndarray
 ) -> AsyncIterator[asr.Word | asr.EndWord | ErrorMessage]:
     """One-shot recognition on a session: pushes `pcm` and a Marker, yields `Word`/`EndWord`
     as they come until the Marker returns (an `Error`, if any, is yielded last)."""
@@ -177,6 +94,3 @@ async def recognised(
             yield msg
             if isinstance(msg, ErrorMessage):
                 return
-
-
-__all__ = ["AsrRoutes", "WebSocketDisconnect"]

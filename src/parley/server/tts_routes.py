@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocket
 
 from parley.audio.encode import to_s16le, wav_header
-from parley.engine.messages import ErrorMessage, Ready
+from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.engine.speech import (
     AudioFrame,
@@ -26,18 +25,15 @@ from parley.engine.speech import (
     TextPiece,
 )
 from parley.protocol import tts
-from parley.protocol.common import MessageTooBig, ProtocolError
+from parley.protocol.common import ProtocolError
 from parley.server.auth import Keys, is_authorized
-from parley.server.duplex import admit, run_duplex
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
+from parley.server.sockets import serve_socket
 from parley.server.voice_names import UnknownVoice, VoiceNames
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 24_000
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008  # raw formats: the error travels as the close reason
-CLOSE_TOO_BIG = 1009
 
 
 class TtsRoutes:
@@ -70,113 +66,15 @@ class TtsRoutes:
 
     # --- WebSocket -------------------------------------------------------------------------
     async def websocket(self, ws: WebSocket) -> None:
-        if not await admit(ws, self.module, self.authorized_ids):
-            return
-        try:
-            fmt = tts.OutputFormat.parse(ws.query_params.get("format"))
-        except ProtocolError as exc:
-            self.count_error("protocol")
-            await ws.close(CLOSE_POLICY, reason=str(exc)[:120])
-            return
-        try:
-            voice = self.check_voice(ws.query_params.get("voice"))
-        except ProtocolError as exc:
-            self.count_error("unknown_voice")
-            await _send_error(ws, fmt, str(exc))
-            return
-        try:
-            session = self.module.try_acquire()
-        except NoFreeSlot:
-            self.count_error("no_free_channels")
-            await _send_error(ws, fmt, "no free channels")
-            return
-        session.push(SpeechConfig(voice))
-        encoder = _FrameEncoder(fmt)
-        if fmt.is_msgpack:
-            await ws.send_bytes(tts.encode_server(Ready()))
-        errors: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=1)
-
-        async def report(error: tuple[int, str]) -> None:
-            await _send_error(ws, fmt, error[1], error[0])
-
-        await run_duplex(
+        connection = tts.TtsConnection(self.backend.takes_voice_embeddings, self.voices)
+        await serve_socket(
             ws,
-            session,
-            self._receive_loop(ws, session, errors),
-            self._send_loop(ws, session, encoder),
-            errors,
-            report,
+            self.module,
+            self.authorized_ids,
+            connection,
+            lambda: connection.start(ws.query_params, self.check_voice),
+            self.idle_timeout_s,
         )
-
-    async def _receive_loop(
-        self, ws: WebSocket, session: Session, errors: asyncio.Queue[tuple[int, str]]
-    ) -> None:
-        ended = False
-        spoke = False
-        takes_embeddings = self.backend.takes_voice_embeddings
-        while True:
-            try:
-                message = await asyncio.wait_for(
-                    ws.receive(), timeout=None if ended else self.idle_timeout_s
-                )
-            except TimeoutError:
-                self.count_error("idle")
-                errors.put_nowait((CLOSE_NORMAL, f"no text for {self.idle_timeout_s:g} s"))
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            try:
-                if message.get("text") is not None:
-                    msg: tts.ClientMessage = tts.decode_client_text(message["text"])
-                else:
-                    msg = tts.decode_client(message.get("bytes") or b"")
-                if ended:
-                    raise ProtocolError(f"{type(msg).__name__} message after Eos")
-            except MessageTooBig as exc:
-                self.count_error("too_big")
-                errors.put_nowait((CLOSE_TOO_BIG, str(exc)))
-                return
-            except ProtocolError as exc:
-                self.count_error("protocol")
-                errors.put_nowait((CLOSE_POLICY, str(exc)))
-                return
-            if isinstance(msg, tts.Text):
-                session.push(TextPiece(msg.text, whole_words=True))
-                spoke = True
-            elif isinstance(msg, tts.Eos):
-                session.push(EndOfText())
-                ended = True
-            elif takes_embeddings and not spoke:
-                session.push(msg)  # the backend checks the embedding's shape
-            elif takes_embeddings:
-                self.count_error("protocol")
-                errors.put_nowait((CLOSE_POLICY, "a Voice message must come before any Text"))
-                return
-            else:  # Voice embeddings
-                self.count_error("protocol")
-                errors.put_nowait(
-                    (
-                        CLOSE_POLICY,
-                        "this server's voices cannot take Voice embeddings; choose a voice with "
-                        "?voice= "
-                        f"(known: {', '.join(sorted(self.voices))})",
-                    )
-                )
-                return
-
-    async def _send_loop(self, ws: WebSocket, session: Session, encoder: _FrameEncoder) -> None:
-        while True:
-            msg = await session.receive()
-            if isinstance(msg, SpeechEnd):
-                await ws.close(CLOSE_NORMAL)
-                return
-            if isinstance(msg, ErrorMessage):
-                self.count_error("synthesis")
-                await _send_error(ws, encoder.fmt, msg.message)
-                return
-            data = encoder.encode(msg)
-            if data is not None:
-                await ws.send_bytes(data)
 
     # --- HTTP ------------------------------------------------------------------------------
     async def _read_json(self, request: Request) -> dict[str, Any] | Response:
@@ -283,43 +181,3 @@ async def speech_messages(session: Session) -> AsyncIterator[Any]:
         if isinstance(msg, ErrorMessage):
             raise SynthesisFailed(msg.message)
         yield msg
-
-
-class _FrameEncoder:
-    """Backend messages -> WebSocket payloads in the session's format."""
-
-    def __init__(self, fmt: tts.OutputFormat) -> None:
-        self.fmt = fmt
-        self._opus: Any = None
-        if fmt.is_opus:
-            import sphn
-
-            self._opus = sphn.OpusStreamWriter(SAMPLE_RATE_HZ)
-
-    def encode(self, msg: Any) -> bytes | None:
-        if isinstance(msg, SpokenWord):
-            return tts.encode_server(msg) if self.fmt.is_msgpack else None
-        if not isinstance(msg, AudioFrame):
-            return None
-        if self.fmt is tts.OutputFormat.PCM:
-            return msg.pcm.astype("<f4").tobytes()
-        if self.fmt is tts.OutputFormat.PCM_MSGPACK:
-            return tts.encode_server(msg)
-        pages = bytes(self._opus.append_pcm(msg.pcm.astype(np.float32)))
-        if not pages:
-            return None
-        if self.fmt is tts.OutputFormat.OGG_OPUS:
-            return pages
-        return tts.encode_server(tts.OggOpus(pages))
-
-
-async def _send_error(
-    ws: WebSocket, fmt: tts.OutputFormat, message: str, code: int = CLOSE_NORMAL
-) -> None:
-    """msgpack formats get an `Error` message, then a normal close (clients such as Kyutai's
-    read until the socket closes); raw formats get the text as the close reason."""
-    if fmt.is_msgpack:
-        await ws.send_bytes(tts.encode_server(ErrorMessage(message)))
-        await ws.close(CLOSE_NORMAL)
-    else:
-        await ws.close(CLOSE_POLICY if code == CLOSE_NORMAL else code, reason=message[:120])
