@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from parley.engine.backend import Backend
+from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, ModuleInfo, NoFreeSlot
 from parley.engine.slots import Slot
-from parley.protocol.common import ErrorMessage
 
 
 class FakeEchoBackend(Backend):
@@ -98,6 +98,33 @@ def test_full_house_and_bounded_wait() -> None:
         assert module.used_slots == 0
 
     asyncio.run(run())
+    module.stop()
+
+
+def test_waiting_requests_are_served_in_order_and_scopes_free_slots() -> None:
+    module = make(FakeEchoBackend(), batch=1)
+    order: list[int] = []
+
+    async def waiter(n: int) -> None:
+        async with await module.acquire(timeout_s=5.0):
+            order.append(n)
+            await asyncio.sleep(0.05)
+
+    async def run() -> None:
+        held = module.try_acquire()
+        tasks = []
+        for n in range(4):
+            tasks.append(asyncio.create_task(waiter(n)))
+            await asyncio.sleep(0.02)  # queued in this order
+        held.close()
+        await asyncio.gather(*tasks)
+        with pytest.raises(RuntimeError):
+            async with module.try_acquire():
+                raise RuntimeError("a route fails mid-session")
+        assert module.used_slots == 0  # released on the way out all the same
+
+    asyncio.run(run())
+    assert order == [0, 1, 2, 3]
     module.stop()
 
 

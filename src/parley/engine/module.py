@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,7 @@ class Module:
         self._slots: list[Slot | None] = [None] * self.batch_size
         self._attached: list[Slot | None] = [None] * self.batch_size  # as the thread saw them
         self._lock = threading.Lock()
+        self._waiting: deque[object] = deque()  # HTTP requests waiting for a slot, in order
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -121,16 +123,24 @@ class Module:
         log.info("module %s: channel %d took slot %d", self.info.name, slot.channel_id, i)
         return Session(self, slot, outbox)
 
-    async def acquire(self, timeout_s: float, poll_s: float = 0.1) -> Session:
-        """A slot, waiting up to `timeout_s` for one (HTTP requests queue for capacity)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                return self.try_acquire()
-            except NoFreeSlot:
+    async def acquire(self, timeout_s: float, poll_s: float = 0.05) -> Session:
+        """A slot, waiting up to `timeout_s` for one (HTTP requests queue for capacity).
+        Waiters are served first come, first served."""
+        ticket = object()
+        self._waiting.append(ticket)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if self._waiting[0] is ticket:
+                    try:
+                        return self.try_acquire()
+                    except NoFreeSlot:
+                        pass
                 if time.monotonic() >= deadline:
-                    raise
+                    raise NoFreeSlot(self.info.name)
                 await asyncio.sleep(poll_s)
+        finally:
+            self._waiting.remove(ticket)
 
     def release(self, slot: Slot) -> None:
         with self._lock:

@@ -22,7 +22,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.audio.encode import FORMATS, StreamEncoder
@@ -35,6 +35,7 @@ from parley.protocol.common import ProtocolError
 from parley.server.asr_routes import recognised
 from parley.server.auth import Keys, bearer_authorized
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
+from parley.server.session_stream import SessionStream
 from parley.server.tts_routes import SynthesisFailed, TtsRoutes, speech_messages
 from parley.server.voice_names import UnknownVoice
 
@@ -162,8 +163,8 @@ class OpenAiRoutes:
         encoder = StreamEncoder(fmt)
         audio = _speech_pcm(session, float(speed))
         if stream_format == "sse":
-            return StreamingResponse(_speech_sse(audio, encoder), media_type="text/event-stream")
-        return StreamingResponse(_speech_audio(audio, encoder), media_type=encoder.media_type)
+            return SessionStream(session, _speech_sse(audio, encoder), "text/event-stream")
+        return SessionStream(session, _speech_audio(audio, encoder), encoder.media_type)
 
     # --- transcriptions --------------------------------------------------------------------
     async def transcriptions(self, request: Request) -> Response:
@@ -234,11 +235,9 @@ class OpenAiRoutes:
             ) from None
         duration_s = len(pcm) / SAMPLE_RATE_HZ
         if stream:
-            return StreamingResponse(_transcript_sse(session, pcm), media_type="text/event-stream")
-        try:
+            return SessionStream(session, _transcript_sse(session, pcm), "text/event-stream")
+        async with session:
             words = [w async for w in _recognise(session, pcm)]
-        finally:
-            session.close()
         return _transcript_response(words, fmt, granularities, duration_s)
 
     # --- listings --------------------------------------------------------------------------
@@ -269,20 +268,17 @@ class OpenAiRoutes:
 
 # --- speech streaming ----------------------------------------------------------------------
 async def _speech_pcm(session: Session, speed: float) -> AsyncGenerator[np.ndarray, None]:
-    """The session's audio, played `speed` times faster (pitch kept); closes the session.
+    """The session's audio, played `speed` times faster (pitch kept).
 
     Speed is a time stretch of the voice's natural delivery, so any backend gets it and the
     length is exactly 1/speed: Piper's own `length_scale` moves the length much less than
     asked (0.5 gives ~0.63x, as every phoneme keeps at least one frame)."""
     stretch = tempo_stream(SAMPLE_RATE_HZ, speed) if speed != 1.0 else None
-    try:
-        async for msg in speech_messages(session):
-            if isinstance(msg, AudioFrame):
-                yield msg.pcm if stretch is None else stretch.push(msg.pcm)
-        if stretch is not None:
-            yield stretch.finish()
-    finally:
-        session.close()
+    async for msg in speech_messages(session):
+        if isinstance(msg, AudioFrame):
+            yield msg.pcm if stretch is None else stretch.push(msg.pcm)
+    if stretch is not None:
+        yield stretch.finish()
 
 
 async def _speech_audio(
@@ -356,8 +352,6 @@ async def _transcript_sse(session: Session, pcm: np.ndarray) -> AsyncIterator[by
         yield _sse({"type": "transcript.text.done", "text": " ".join(words), "logprobs": None})
     except ApiError as exc:
         yield _sse({"type": "error", "error": {"message": str(exc), "type": "server_error"}})
-    finally:
-        session.close()
 
 
 def segments_of(words: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from parley.audio.encode import to_s16le, wav_header
@@ -28,6 +28,7 @@ from parley.protocol import tts
 from parley.protocol.common import ProtocolError
 from parley.server.auth import Keys, is_authorized
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
+from parley.server.session_stream import SessionStream
 from parley.server.sockets import serve_socket
 from parley.server.voice_names import UnknownVoice, VoiceNames
 
@@ -121,10 +122,8 @@ class TtsRoutes:
                         yield to_s16le(msg.pcm)
             except SynthesisFailed:  # headers are out; a short WAV is all we can do
                 log.warning("synthesis failed during a streamed WAV")
-            finally:
-                session.close()
 
-        return StreamingResponse(body(), media_type="audio/wav")
+        return SessionStream(session, body(), "audio/wav")
 
     async def post_tts(self, request: Request) -> Response:
         """`POST /api/tts {"text":[...],"voice","return_timestamps"}` -> WAV or JSON."""
@@ -152,15 +151,16 @@ class TtsRoutes:
         pcm: list[np.ndarray] = []
         words: list[dict[str, Any]] = []
         try:
-            async for msg in speech_messages(session):
-                if isinstance(msg, AudioFrame):
-                    pcm.append(msg.pcm)
-                elif isinstance(msg, SpokenWord):
-                    words.append({"text": msg.text, "start_s": msg.start_s, "stop_s": msg.stop_s})
+            async with session:
+                async for msg in speech_messages(session):
+                    if isinstance(msg, AudioFrame):
+                        pcm.append(msg.pcm)
+                    elif isinstance(msg, SpokenWord):
+                        words.append(
+                            {"text": msg.text, "start_s": msg.start_s, "stop_s": msg.stop_s}
+                        )
         except SynthesisFailed as exc:
             return JSONResponse({"error": str(exc)}, status_code=500)
-        finally:
-            session.close()
         audio = to_s16le(np.concatenate(pcm)) if pcm else b""
         wav = wav_header(SAMPLE_RATE_HZ, len(audio)) + audio
         if stamps:
