@@ -84,6 +84,7 @@ async def serve_socket(
                 elif ending is None:
                     ending = task.result()
         finally:
+            session.close()  # at once: a client that reconnects right away finds it free
             for task in (receiver, sender):
                 task.cancel()
             await asyncio.gather(receiver, sender, return_exceptions=True)
