@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATES_HZ = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_RATE_HZ = 48000  # the seed's documented rate
+# The `websockets` package refuses a message over 1 MiB by default, and the seed's client keeps
+# that default: a longer phrase (over 5.4 s at 48 kHz) goes out as several messages.
+MAX_MESSAGE_BYTES = 1024 * 1024
+QUIET_WINDOW_S = 0.01
 CHUNKS = ("phrase", "frame")
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no", "")
@@ -148,7 +152,24 @@ class TokenSocket:
                 if rate != OUTPUT_RATE_HZ:
                     pcm = soxr.resample(pcm, OUTPUT_RATE_HZ, rate, quality="HQ")
             if pcm is not None and len(pcm):
-                await ws.send_bytes(np.asarray(pcm, dtype="<f4").tobytes())
+                for part in split_message(pcm, rate):
+                    await ws.send_bytes(np.asarray(part, dtype="<f4").tobytes())
+
+
+def split_message(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
+    """`pcm` in parts of at most MAX_MESSAGE_BYTES of float32, each cut at the quietest
+    10 ms in the last quarter before its limit (a pause between words, where there is one)."""
+    limit = MAX_MESSAGE_BYTES // 4
+    parts = []
+    while len(pcm) > limit:
+        win = max(1, int(QUIET_WINDOW_S * rate))
+        search = pcm[limit * 3 // 4 : limit]
+        n = len(search) // win
+        energy = np.square(search[: n * win]).reshape(n, win).sum(axis=1)
+        cut = limit * 3 // 4 + int(np.argmin(energy)) * win + win // 2
+        parts.append(pcm[:cut])
+        pcm = pcm[cut:]
+    return [*parts, pcm]
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -50,7 +50,9 @@ class Configure:
     voice: str
     min_pause_words: int = 3  # a pause (",;:") ends a phrase once it has this many words
     # Each phrase's audio whole (its last frame may be short), then `PhraseEnd` (backends
-    # with `marks_phrases`); otherwise 80 ms frames only.
+    # with `marks_phrases`); otherwise 80 ms frames only. Phrases are then cut only where the
+    # text says (punctuation, the length limits, flush): not early to keep a listener fed, nor
+    # short for a fast first phrase, since each phrase reaches the client as one clip.
     phrase_ends: bool = False
 
 
@@ -188,6 +190,7 @@ class PiperTtsBackend(Backend):
                 continue
             if (
                 not s.busy
+                and not s.phrase_ends
                 and s.first_audio_at is not None
                 and s.deadline() - now < LOW_WATER_S + SYNTH_S_PER_WORD * s.text.pending_words
             ):
@@ -245,7 +248,10 @@ class PiperTtsBackend(Backend):
             slot,
             synth,
             PhraseBuffer(
-                o.first_phrase_words, o.max_phrase_words, o.max_phrase_chars, cfg.min_pause_words
+                o.max_phrase_words if cfg.phrase_ends else o.first_phrase_words,
+                o.max_phrase_words,
+                o.max_phrase_chars,
+                cfg.min_pause_words,
             ),
             phrase_ends=cfg.phrase_ends,
         )
