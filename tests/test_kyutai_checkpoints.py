@@ -29,6 +29,7 @@ from tests.kyutai_checkpoints import (  # noqa: E402
     TINY_N_Q,
     load_tiny_moshi_checkpoint,
     load_tiny_stt_checkpoint,
+    recording_margins,
     write_tiny_moshi_checkpoint,
     write_tiny_stt_checkpoint,
 )
@@ -116,14 +117,15 @@ def audio(seed: int, frames: int = FRAMES) -> torch.Tensor:
 def run(stt: Stt, per_slot: list[torch.Tensor]) -> torch.Tensor:
     """Steps each slot through its own frames; returns text tokens [B, frames]."""
     tokens = []
+    batch = len(per_slot)
     for frame in range(per_slot[0].shape[0]):
         pcm = torch.stack([slot[frame] for slot in per_slot])
         out, heads = stt.step(pcm)
-        assert out.shape == (BATCH, 1, 1) and out.dtype == torch.long
+        assert out.shape == (batch, 1, 1) and out.dtype == torch.long
         assert len(heads) == TINY_EXTRA_HEADS
         for head in heads:
-            assert head.shape == (BATCH, 1, TINY_EXTRA_HEADS_DIM)
-            torch.testing.assert_close(head.sum(-1), torch.ones(BATCH, 1))
+            assert head.shape == (batch, 1, TINY_EXTRA_HEADS_DIM)
+            torch.testing.assert_close(head.sum(-1), torch.ones(batch, 1))
         tokens.append(out[:, 0, 0])
     return torch.stack(tokens, dim=1)
 
@@ -236,6 +238,28 @@ def test_exec_mask_skips_slots_without_input(checkpoint: Path) -> None:
     assert len(slot1) == FRAMES - len(idle)
 
 
+def test_greedy_decisions_are_far_from_ties(checkpoint: Path) -> None:
+    """The exact comparisons above hold on any CPU only if no code or token of their streams
+    is within float noise of flipping (see `recording_margins`)."""
+    with recording_margins() as margins:
+        stt = open_stt(checkpoint)
+        run(stt, [audio(1), audio(2)])  # every stream the tests above compare, fresh ...
+        run(stt, [audio(1), audio(3)])  # ... or continued
+    margins.assert_wide()
+    assert margins.codes == 2 * 2 * FRAMES * TINY_N_Q and margins.tokens == 2 * 2 * FRAMES
+
+
+def test_tokens_survive_what_another_cpu_does_to_the_floats(checkpoint: Path) -> None:
+    """Simulated: the same streams alone in a batch of 1, among others in a batch of 3, and on
+    2 threads (their floats move by ~1e-6 in each) give the same tokens."""
+    a, b, c = audio(1), audio(2), audio(3)
+    reference = run(open_stt(checkpoint), [a, b])
+    assert torch.equal(run(open_stt(checkpoint, batch_size=1), [a])[0], reference[0])
+    assert torch.equal(run(open_stt(checkpoint, batch_size=3), [c, b, a])[[2, 1]], reference)
+    torch.set_num_threads(2)  # the autouse fixture restores it
+    assert torch.equal(run(open_stt(checkpoint), [a, b]), reference)
+
+
 # --- Full-duplex Moshi (speech-to-speech) -----------------------------------------------
 
 MOSHI_FRAMES = 12
@@ -287,7 +311,9 @@ class Moshi:
         self.lm_gen.set_exec_mask(mask)
 
 
-def open_moshi(directory: Path, *, sampled: bool = False, out_of_sync: bool = True) -> Moshi:
+def open_moshi(
+    directory: Path, *, sampled: bool = False, out_of_sync: bool = True, batch_size: int = BATCH
+) -> Moshi:
     info = load_tiny_moshi_checkpoint(directory)
     mimi = info.get_mimi(device="cpu")
     lm = info.get_moshi(device="cpu", dtype=torch.float32)
@@ -296,9 +322,9 @@ def open_moshi(directory: Path, *, sampled: bool = False, out_of_sync: bool = Tr
     # top_k 250, top_k_text 25) apply.
     temps = {} if sampled else {"temp": 0.0, "temp_text": 0.0}
     lm_gen = LMGen(lm, support_out_of_sync=out_of_sync, **temps, **info.lm_gen_config)
-    mimi.streaming_forever(BATCH)
-    lm_gen.streaming_forever(BATCH)
-    ones = torch.ones(BATCH, dtype=torch.bool)
+    mimi.streaming_forever(batch_size)
+    lm_gen.streaming_forever(batch_size)
+    ones = torch.ones(batch_size, dtype=torch.bool)
     return Moshi(mimi, lm, lm_gen, info.get_text_tokenizer(), ones)
 
 
@@ -308,11 +334,12 @@ def chat(moshi: Moshi, per_slot: list[torch.Tensor]) -> tuple[torch.Tensor, torc
     Steps that return None (or -2 rows) give -2 tokens and zero pcm.
     """
     tokens, pcm = [], []
+    batch = len(per_slot)
     for frame in range(per_slot[0].shape[0]):
         result = moshi.step(torch.stack([slot[frame] for slot in per_slot]))
         if result is None:
-            out = torch.full((BATCH, 1 + TINY_MOSHI_DEP_Q, 1), -2, dtype=torch.long)
-            pcm_out = torch.zeros(BATCH, 1, FRAME_SIZE)
+            out = torch.full((batch, 1 + TINY_MOSHI_DEP_Q, 1), -2, dtype=torch.long)
+            pcm_out = torch.zeros(batch, 1, FRAME_SIZE)
         else:
             out, pcm_out = result
             pcm_out = torch.where((out[:, 1:] >= 0).all(1, keepdim=True), pcm_out, 0.0)
@@ -474,3 +501,30 @@ def test_moshi_exec_mask_skips_slots_without_input(moshi_checkpoint: Path) -> No
     assert count == MOSHI_FRAMES - len(idle)
     assert torch.equal(torch.stack(slot1_tokens), torch.stack(slot0_tokens[:count]))
     torch.testing.assert_close(torch.stack(slot1_pcm[1:]), torch.stack(slot0_pcm[1:count]))
+
+
+def test_moshi_greedy_decisions_are_far_from_ties(moshi_checkpoint: Path) -> None:
+    """As for the STT model: the streams of the exact comparisons above, far from any tie."""
+    a, b, c = audio(1, MOSHI_FRAMES), audio(2, MOSHI_FRAMES), audio(3, MOSHI_FRAMES)
+    with recording_margins() as margins:
+        moshi = open_moshi(moshi_checkpoint)
+        chat(moshi, [a, b])
+        chat(moshi, [a, c])
+    margins.assert_wide()
+    assert margins.codes and margins.tokens
+
+
+def test_moshi_tokens_survive_what_another_cpu_does_to_the_floats(moshi_checkpoint: Path) -> None:
+    """As for the STT model: alone, among others and on 2 threads, the same tokens and voice."""
+    a, b, c = audio(1, MOSHI_FRAMES), audio(2, MOSHI_FRAMES), audio(3, MOSHI_FRAMES)
+    tokens, pcm = chat(open_moshi(moshi_checkpoint), [a, b])
+    alone = chat(open_moshi(moshi_checkpoint, batch_size=1), [a])
+    assert torch.equal(alone[0][0], tokens[0])
+    torch.testing.assert_close(alone[1][0], pcm[0])
+    among = chat(open_moshi(moshi_checkpoint, batch_size=3), [c, b, a])
+    assert torch.equal(among[0][[2, 1]], tokens)
+    torch.testing.assert_close(among[1][[2, 1]], pcm)
+    torch.set_num_threads(2)
+    threads = chat(open_moshi(moshi_checkpoint), [a, b])
+    assert torch.equal(threads[0], tokens)
+    torch.testing.assert_close(threads[1], pcm)

@@ -22,8 +22,14 @@ import pytest
 import websockets
 
 from parley.client.asr import audio_message, marker_message
+from parley.protocol import asr
 from tests.conftest import API_KEY, EVAL_DIR, ROOT, Server, load_clip, serving, start_server
-from tests.kyutai_checkpoints import AUDIO_DELAY_SECONDS, write_tiny_stt_checkpoint
+from tests.kyutai_checkpoints import (
+    AUDIO_DELAY_SECONDS,
+    LocalSlot,
+    recording_margins,
+    write_tiny_stt_checkpoint,
+)
 
 FRAME = 1920
 DELAY_TOKENS = int(AUDIO_DELAY_SECONDS * 12.5)
@@ -117,6 +123,55 @@ def test_slots_are_isolated_and_reset(kyutai_server: Server) -> None:
     assert words_of(together_b) == alone_b
     again_a = words_of(asyncio.run(session(kyutai_server, a)))
     assert again_a == alone_a
+
+
+def transcribe_locally(
+    checkpoint: Path, clips: list[np.ndarray], batch_size: int, cpu_threads: int = 1
+) -> list[list[tuple[str, float]]]:
+    """The server's KyutaiStt backend in this process, each clip in its own slot and sent as
+    `session` sends it (whole frames, a marker, 2 s of silence): the words of each."""
+    import torch
+    from moshi.utils.compile import no_compile
+
+    from parley.backends.kyutai.checkpoint import find_files
+    from parley.backends.kyutai.stt import KyutaiSttBackend
+
+    silence = np.zeros(int(2.0 * 12.5) * FRAME, np.float32)
+    threads = torch.get_num_threads()
+    try:
+        with no_compile():
+            files = find_files({"hf_repo": str(checkpoint)})
+            backend = KyutaiSttBackend(files, batch_size, cpu_threads=cpu_threads)
+            slots = []
+            for index, pcm in enumerate(clips):
+                audio = asr.Audio(pcm[: len(pcm) // FRAME * FRAME])
+                slots.append(LocalSlot(index, [audio, asr.Marker(7), asr.Audio(silence)]))
+                backend.attach(slots[-1])
+            for _ in range(10_000):
+                if all(any(isinstance(m, asr.Marker) for m in s.out) for s in slots):
+                    break
+                backend.step(slots)
+    finally:
+        torch.set_num_threads(threads)  # the backend sets it for the whole process
+    return [[(m.text, m.start_time) for m in s.out if isinstance(m, asr.Word)] for s in slots]
+
+
+def test_words_do_not_hang_on_float_noise(kyutai_server: Server, checkpoint: Path) -> None:
+    """The exact comparisons of this file hold on any CPU: no code or token of the clip is
+    near a tie (margins far above float noise), and what another CPU does to the floats,
+    simulated (the same stream alone in a batch of 1, beside others in a batch of 3, on 2
+    threads: its floats move by ~1e-6 in each), leaves every word as it was."""
+    a = load_clip(CLIP)
+    b = np.ascontiguousarray(a[::-1])
+    with recording_margins() as margins:
+        reference = transcribe_locally(checkpoint, [a, b], batch_size=2)
+    margins.assert_wide()
+    assert reference[0] == words_of(asyncio.run(session(kyutai_server, a)))  # the same decisions
+    assert reference[0] != reference[1]
+    assert transcribe_locally(checkpoint, [a], batch_size=1) == reference[:1]
+    shorter = np.ascontiguousarray(a[: len(a) // 2])
+    assert transcribe_locally(checkpoint, [shorter, b, a], batch_size=3)[:0:-1] == reference
+    assert transcribe_locally(checkpoint, [a, b], batch_size=2, cpu_threads=2) == reference
 
 
 def test_bad_input_gets_one_error_and_others_carry_on(kyutai_server: Server) -> None:

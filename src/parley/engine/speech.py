@@ -27,7 +27,10 @@ class SpeechConfig:
 
     voice: str
     min_pause_words: int = 3  # a pause (",;:") ends a phrase once it has this many words
-    # Each phrase's audio whole (its last frame may be short), then `PhraseEnd`.
+    # Each phrase's audio whole (its last frame may be short), then `PhraseEnd` (backends
+    # with `marks_phrases`). Phrases are then cut only where the text says (punctuation, the
+    # length limits, flush): not early to keep a listener fed, nor short for a fast first
+    # phrase, since each phrase reaches the client as one clip.
     phrase_ends: bool = False
 
 

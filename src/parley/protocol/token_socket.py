@@ -36,6 +36,10 @@ from parley.protocol.connection import CLOSE_NORMAL, CLOSE_POLICY, Close, Reacti
 OUTPUT_RATE_HZ = 24_000  # what speech sessions produce
 SAMPLE_RATES_HZ = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_RATE_HZ = 48000  # the seed's documented rate
+# The `websockets` package refuses a message over 1 MiB by default, and the seed's client keeps
+# that default: a longer phrase (over 5.4 s at 48 kHz) goes out as several messages.
+MAX_MESSAGE_BYTES = 1024 * 1024
+QUIET_WINDOW_S = 0.01
 CHUNKS = ("phrase", "frame")
 MAX_TOKEN_CHARS = 16 * 1024
 _TRUE = ("1", "true", "yes")
@@ -118,7 +122,9 @@ class TokenConnection:
                 pcm = soxr.resample(pcm, OUTPUT_RATE_HZ, self.rate, quality="HQ")
         if pcm is None or not len(pcm):
             return Reaction()
-        return Reaction(send=[np.asarray(pcm, dtype="<f4").tobytes()])
+        return Reaction(
+            send=[np.asarray(p, dtype="<f4").tobytes() for p in split_message(pcm, self.rate)]
+        )
 
 
 def parse_token_message(text: str | None) -> TextPiece | Flush:
@@ -149,6 +155,22 @@ def parse_token_message(text: str | None) -> TextPiece | Flush:
             f"{MAX_PITCH_SEMITONES:g} semitones, got {pitch}"
         )
     return TextPiece(token, whole_words=False, pitch_semitones=float(pitch))
+
+
+def split_message(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
+    """`pcm` in parts of at most MAX_MESSAGE_BYTES of float32, each cut at the quietest
+    10 ms in the last quarter before its limit (a pause between words, where there is one)."""
+    limit = MAX_MESSAGE_BYTES // 4
+    parts = []
+    while len(pcm) > limit:
+        win = max(1, int(QUIET_WINDOW_S * rate))
+        search = pcm[limit * 3 // 4 : limit]
+        n = len(search) // win
+        energy = np.square(search[: n * win]).reshape(n, win).sum(axis=1)
+        cut = limit * 3 // 4 + int(np.argmin(energy)) * win + win // 2
+        parts.append(pcm[:cut])
+        pcm = pcm[cut:]
+    return [*parts, pcm]
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:

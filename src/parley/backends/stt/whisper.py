@@ -247,7 +247,10 @@ class WhisperStreamingBackend(RecognitionBackend):
         while s.markers and s.markers[0][0] <= s.frames_done * FRAME_SAMPLES:
             s.markers_due.append(s.markers.popleft()[1])
             s.final_wanted = True
-        if s.in_flight or s.in_speech or s.speech_end16:
+        # Held while a decode runs or speech waits for one. Not for the VAD's in-speech state
+        # alone: after a final that took all the speech, a stream whose audio ends there
+        # (a POST, a client that stops sending) would hold its marker forever.
+        if s.in_flight or s.speech_end16:
             return
         s.final_wanted = False
         for marker_id in s.markers_due:

@@ -177,6 +177,7 @@ class PiperTtsBackend(SpeechBackend):
                 continue
             if (
                 not s.busy
+                and not s.phrase_ends
                 and s.first_audio_at is not None
                 and s.deadline() - now < LOW_WATER_S + SYNTH_S_PER_WORD * s.text.pending_words
             ):
@@ -234,7 +235,10 @@ class PiperTtsBackend(SpeechBackend):
             slot,
             synth,
             PhraseBuffer(
-                o.first_phrase_words, o.max_phrase_words, o.max_phrase_chars, cfg.min_pause_words
+                o.max_phrase_words if cfg.phrase_ends else o.first_phrase_words,
+                o.max_phrase_words,
+                o.max_phrase_chars,
+                cfg.min_pause_words,
             ),
             phrase_ends=cfg.phrase_ends,
         )
