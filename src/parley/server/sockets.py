@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol.connection import CLOSE_NORMAL, Close, Connection, Reaction
@@ -66,8 +66,10 @@ async def serve_socket(
             session.push(item)
         for frame in start.send:
             await _send(ws, frame)
-        receiver = asyncio.create_task(_from_client(ws, session, connection, idle_timeout_s))
-        sender = asyncio.create_task(_to_client(ws, session, connection))
+        receiver = asyncio.create_task(
+            _gone_is_none(_from_client(ws, session, connection, idle_timeout_s))
+        )
+        sender = asyncio.create_task(_gone_is_none(_to_client(ws, session, connection)))
         ending: Reaction | None = None
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
@@ -90,6 +92,14 @@ async def serve_socket(
             await asyncio.gather(receiver, sender, return_exceptions=True)
     with contextlib.suppress(Exception):  # the client may have gone already
         await _carry_out(ws, module, ending or Reaction())
+
+
+async def _gone_is_none(task: Awaitable[Reaction | None]) -> Reaction | None:
+    """A client that left mid-send ends the session like one that closed: no error."""
+    try:
+        return await task
+    except WebSocketDisconnect:
+        return None
 
 
 async def _from_client(
