@@ -160,7 +160,7 @@ def speak_locally(
 
     from parley.backends.kyutai.checkpoint import find_files
     from parley.backends.kyutai.tts import KyutaiTtsBackend, find_voices
-    from parley.backends.tts.piper import Configure, EndOfText, SpeakText, StreamEnd
+    from parley.engine.speech import EndOfText, SpeechConfig, SpeechEnd, TextPiece
     from parley.protocol import tts
 
     checkpoint, voices_dir, _ = voice_folder
@@ -174,11 +174,11 @@ def speak_locally(
             )
             slots = []
             for index, (voice, words) in enumerate(sessions):
-                texts = [SpeakText(word, end_word=True) for word in words]
-                slots.append(LocalSlot(index, [Configure(voice), *texts, EndOfText()]))
+                texts = [TextPiece(word, whole_words=True) for word in words]
+                slots.append(LocalSlot(index, [SpeechConfig(voice), *texts, EndOfText()]))
                 backend.attach(slots[-1])
             for _ in range(10_000):
-                if all(any(isinstance(m, StreamEnd) for m in s.out) for s in slots):
+                if all(any(isinstance(m, SpeechEnd) for m in s.out) for s in slots):
                     break
                 backend.step(slots)
     finally:
