@@ -160,8 +160,7 @@ def speak_locally(
 
     from parley.backends.kyutai.checkpoint import find_files
     from parley.backends.kyutai.tts import KyutaiTtsBackend, find_voices
-    from parley.engine.speech import EndOfText, SpeechConfig, SpeechEnd, TextPiece
-    from parley.protocol import tts
+    from parley.engine.speech import AudioFrame, EndOfText, SpeechConfig, SpeechEnd, TextPiece
 
     checkpoint, voices_dir, _ = voice_folder
     voices, default = find_voices(TTS_VOICE_NAME, str(voices_dir))
@@ -183,7 +182,7 @@ def speak_locally(
                 backend.step(slots)
     finally:
         torch.set_num_threads(threads)  # the backend sets it for the whole process
-    return [np.concatenate([m.pcm for m in s.out if isinstance(m, tts.Audio)]) for s in slots]
+    return [np.concatenate([m.pcm for m in s.out if isinstance(m, AudioFrame)]) for s in slots]
 
 
 def test_audio_does_not_hang_on_float_noise(
