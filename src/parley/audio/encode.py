@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-RATE_HZ = 24_000
+from parley.engine.backend import SAMPLE_RATE_HZ
+
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 MEDIA_TYPES = {
     "mp3": "audio/mpeg",
@@ -75,12 +76,12 @@ class StreamEncoder:
 
             container_format, codec = _FFMPEG[fmt]
             self._container = av.open(self._sink, mode="w", format=container_format)
-            self._stream = self._container.add_stream(codec, rate=RATE_HZ)
+            self._stream = self._container.add_stream(codec, rate=SAMPLE_RATE_HZ)
             self._stream.layout = "mono"
         elif fmt == "opus":
             import sphn
 
-            self._opus = sphn.OpusStreamWriter(RATE_HZ)
+            self._opus = sphn.OpusStreamWriter(SAMPLE_RATE_HZ)
 
     def encode(self, pcm: np.ndarray) -> bytes:
         """Bytes for these samples (may be empty while an encoder fills a frame)."""
@@ -88,7 +89,7 @@ class StreamEncoder:
         if not self._started:
             self._started = True
             if self.fmt == "wav":
-                head = wav_header(RATE_HZ)
+                head = wav_header(SAMPLE_RATE_HZ)
         if self.fmt in ("wav", "pcm"):
             return head + to_s16le(pcm)
         if pcm.size == 0:  # FFmpeg refuses an empty frame; a stretch may yield none yet
@@ -100,7 +101,7 @@ class StreamEncoder:
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(pcm, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
         )
-        frame.sample_rate = RATE_HZ
+        frame.sample_rate = SAMPLE_RATE_HZ
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         return self._sink.take()
@@ -109,7 +110,7 @@ class StreamEncoder:
         """The encoder's tail (buffered frames, trailers)."""
         if self.fmt == "wav" and not self._started:
             self._started = True
-            return wav_header(RATE_HZ)
+            return wav_header(SAMPLE_RATE_HZ)
         if self._container is None:
             return b""
         for packet in self._stream.encode(None):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 24_000
+from parley.engine.backend import SAMPLE_RATE_HZ
+
 GAP_S = 1.0
 
 

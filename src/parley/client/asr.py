@@ -24,11 +24,11 @@ from parley.client.connection import (
 )
 from parley.client.errors import ServerError as ServerError  # re-exported: the older name
 from parley.client.errors import server_error
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage, Ready
 from parley.protocol import asr
 
 FRAME_SAMPLES = 1920
-SAMPLE_RATE_HZ = 24_000
 ASR_PATH = "/api/asr-streaming"
 
 

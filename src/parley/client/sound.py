@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 24_000
+from parley.engine.backend import SAMPLE_RATE_HZ
 
 
 class NoSoundDevice(Exception):

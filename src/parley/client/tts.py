@@ -32,11 +32,10 @@ from parley.client.connection import (
 )
 from parley.client.errors import ServerError as ServerError  # re-exported: the older name
 from parley.client.errors import server_error
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage, Ready
 from parley.engine.speech import AudioFrame, SpokenWord
 from parley.protocol import tts
-
-SAMPLE_RATE_HZ = 24_000
 
 
 @dataclass

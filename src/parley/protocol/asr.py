@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage, Ready
 from parley.engine.recognition import Audio, EndWord, Marker, RecognitionOutput, Step, Word
 from parley.protocol.common import (
@@ -105,7 +106,6 @@ def decode_server(data: bytes) -> ServerMessage:
 
 
 # --- one connection ------------------------------------------------------------------------
-SAMPLE_RATE_HZ = 24_000
 MAX_AHEAD_S = 600.0  # audio a client may send ahead of real time
 
 

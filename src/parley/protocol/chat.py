@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.chat import ChatAudio, ChatOutput, ChatText, UserAudio
 from parley.engine.messages import ErrorMessage
 from parley.protocol.connection import CLOSE_NORMAL, Reaction, failure
 
 HANDSHAKE, AUDIO, TEXT, ERROR = 0x00, 0x01, 0x02, 0x05
-SAMPLE_RATE_HZ = 24_000
 MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_UNDECODED_BYTES = 256 * 1024  # Ogg pages that yield no audio at all: not Opus
 MAX_AHEAD_S = 30.0  # user audio a client may send ahead of real time

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
 from parley.engine.speech import (
     MAX_PITCH_SEMITONES,
@@ -33,7 +34,6 @@ from parley.engine.speech import (
 from parley.protocol.common import ProtocolError
 from parley.protocol.connection import CLOSE_NORMAL, CLOSE_POLICY, Close, Reaction, failure
 
-OUTPUT_RATE_HZ = 24_000  # what speech sessions produce
 SAMPLE_RATES_HZ = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_RATE_HZ = 48000  # the seed's documented rate
 # The `websockets` package refuses a message over 1 MiB by default, and the seed's client keeps
@@ -67,11 +67,11 @@ class TokenConnection:
         if not self.marks_phrases:
             chunk = "frame"
         self.per_phrase = chunk == "phrase"
-        if not self.per_phrase and self.rate != OUTPUT_RATE_HZ:
+        if not self.per_phrase and self.rate != SAMPLE_RATE_HZ:
             import soxr
 
             self._stream = soxr.ResampleStream(
-                OUTPUT_RATE_HZ, self.rate, 1, dtype="float32", quality="HQ"
+                SAMPLE_RATE_HZ, self.rate, 1, dtype="float32", quality="HQ"
             )
         # The seed synthesises at any pause.
         config = SpeechConfig(voice, min_pause_words=1, phrase_ends=self.per_phrase)
@@ -116,10 +116,10 @@ class TokenConnection:
         elif isinstance(msg, PhraseEnd) and self._frames:
             pcm = np.concatenate(self._frames)
             self._frames.clear()
-            if self.rate != OUTPUT_RATE_HZ:  # the phrase whole: nothing held back between them
+            if self.rate != SAMPLE_RATE_HZ:  # the phrase whole: nothing held back between them
                 import soxr
 
-                pcm = soxr.resample(pcm, OUTPUT_RATE_HZ, self.rate, quality="HQ")
+                pcm = soxr.resample(pcm, SAMPLE_RATE_HZ, self.rate, quality="HQ")
         if pcm is None or not len(pcm):
             return Reaction()
         return Reaction(

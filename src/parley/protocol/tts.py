@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage, Ready
 from parley.engine.speech import (
     AudioFrame,
@@ -162,7 +163,6 @@ def decode_server(data: bytes) -> ServerMessage:
 
 
 # --- one connection ------------------------------------------------------------------------
-SAMPLE_RATE_HZ = 24_000
 _WIRE_NAMES = {Text: "Text", VoiceEmbedding: "Voice", Eos: "Eos"}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -13,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from parley.audio.decode import UndecodableAudio, decode_file
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol import asr
@@ -20,10 +20,7 @@ from parley.server.auth import Keys, is_authorized
 from parley.server.route_options import RecognitionRouteOptions
 from parley.server.sockets import serve_socket
 
-log = logging.getLogger(__name__)
-
 MAX_POST_BYTES = 200 * 1024 * 1024
-SAMPLE_RATE_HZ = 24_000
 
 
 class AsrRoutes:

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.audio.encode import FORMATS, StreamEncoder
 from parley.audio.stretch import tempo_stream
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
 from parley.engine.module import NoFreeSlot, Session
 from parley.engine.speech import AudioFrame
@@ -50,7 +51,6 @@ STT_MODELS = (
 _DATED = re.compile(r"(.+)-\d{4}-\d{2}-\d{2}")
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
-SAMPLE_RATE_HZ = 24_000
 SEGMENT_GAP_S = 1.0  # a pause this long between words starts a new segment
 
 

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from parley.audio.encode import to_s16le, wav_header
+from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.engine.speech import (
@@ -34,8 +35,6 @@ from parley.server.sockets import serve_socket
 from parley.server.voice_names import UnknownVoice, VoiceNames
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE_HZ = 24_000
 
 
 class TtsRoutes:

@@ -2,8 +2,10 @@
 
 Whisper was trained on 30 s windows and faster-whisper always pads to them, so every decode
 pays for a full 30 s encoder pass (~0.4 s on two CPU cores for tiny.en) however little audio
-there is. CTranslate2's encoder accepts shorter inputs, and a 3 s window then encodes ~20x
-faster. The price is that the decoder, seeing an unfamiliar context length, sometimes loops
+there is. CTranslate2's encoder accepts shorter inputs: a window encoded at its own length
+(whole seconds plus 1 s of padding, at least 10 s) costs 2-4x less per decode on two cores
+(measured with `parley bench stt`; see docs/ARCHITECTURE.md). The price is that the
+decoder, seeing an unfamiliar context length, sometimes loops
 ("and so my fellow Americans and so my ..."). Guards:
 
 - a token budget proportional to the window's duration (speech rarely exceeds ~5 tokens/s);

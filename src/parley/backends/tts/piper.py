@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from parley import metrics
-from parley.backends.tts.piper_voice import OUTPUT_RATE_HZ, PiperSynth, Synthesis, WordTime
+from parley.backends.tts.piper_voice import PiperSynth, Synthesis, WordTime
 from parley.backends.tts.text import Phrase, PhraseBuffer
-from parley.engine.backend import FRAME_SAMPLES
+from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
 from parley.engine.options import BackendType, at_least, option
 from parley.engine.slots import Slot
@@ -83,7 +83,7 @@ class _Stream:
         """When this stream's listener runs out of audio (earliest goes first)."""
         if self.first_audio_at is None:
             return (self.ready_since or 0.0) + FIRST_AUDIO_DUE_S
-        return self.first_audio_at + self.sent_samples / OUTPUT_RATE_HZ
+        return self.first_audio_at + self.sent_samples / SAMPLE_RATE_HZ
 
     @property
     def busy(self) -> bool:
@@ -143,7 +143,7 @@ class PiperTtsBackend(SpeechBackend):
         return {
             "voices": sorted(self.voices),
             "default_voice": self.default_voice,
-            "sample_rate_hz": OUTPUT_RATE_HZ,
+            "sample_rate_hz": SAMPLE_RATE_HZ,
         }
 
     def warmup(self) -> None:
@@ -305,10 +305,10 @@ class PiperTtsBackend(SpeechBackend):
         else:
             pcm, words = np.zeros(0, np.float32), []
         if pause_s:
-            silence = np.zeros(round(pause_s * OUTPUT_RATE_HZ), np.float32)
+            silence = np.zeros(round(pause_s * SAMPLE_RATE_HZ), np.float32)
             pcm = np.concatenate([pcm, silence])
-        metrics.TTS_AUDIO_SECONDS.labels(**self._labels).inc(len(pcm) / OUTPUT_RATE_HZ)
-        offset_s = s.timeline_samples / OUTPUT_RATE_HZ
+        metrics.TTS_AUDIO_SECONDS.labels(**self._labels).inc(len(pcm) / SAMPLE_RATE_HZ)
+        offset_s = s.timeline_samples / SAMPLE_RATE_HZ
         s.words.extend(
             WordTime(w.text, round(offset_s + w.start_s, 3), round(offset_s + w.stop_s, 3))
             for w in words
@@ -321,7 +321,7 @@ class PiperTtsBackend(SpeechBackend):
     def _shift_pitch(self, pcm: np.ndarray, semitones: float) -> np.ndarray:
         from parley.audio.stretch import shift_pitch
 
-        return shift_pitch(pcm, OUTPUT_RATE_HZ, semitones)
+        return shift_pitch(pcm, SAMPLE_RATE_HZ, semitones)
 
     def _send_frames(self, s: _Stream, pad: bool, short_last: bool = False) -> None:
         """The tail's whole frames; with `pad` its last part padded to a frame with silence,
@@ -332,7 +332,7 @@ class PiperTtsBackend(SpeechBackend):
         n_frames = -(-len(s.tail) // FRAME_SAMPLES) if short_last else len(s.tail) // FRAME_SAMPLES
         for i in range(n_frames):
             frame = s.tail[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
-            frame_end_s = (s.sent_samples + len(frame)) / OUTPUT_RATE_HZ
+            frame_end_s = (s.sent_samples + len(frame)) / SAMPLE_RATE_HZ
             while s.words and s.words[0].start_s < frame_end_s:
                 w = s.words.popleft()
                 s.slot.emit(SpokenWord(w.text, w.start_s, w.stop_s))

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from parley.audio.decode import resample
+from parley.engine.backend import SAMPLE_RATE_HZ
 
 log = logging.getLogger(__name__)
 
-OUTPUT_RATE_HZ = 24_000
 _NOT_IN_WORD = {"^", "$", "_", " "}
 _PUNCTUATION = set(".,;:!?¡¿—–…\"'«»“”()[]")
 
@@ -42,7 +42,7 @@ class WordTime:
 
 @dataclass
 class Synthesis:
-    pcm: np.ndarray  # float32, OUTPUT_RATE_HZ, mono
+    pcm: np.ndarray  # float32, SAMPLE_RATE_HZ, mono
     words: list[WordTime]
     seconds: float  # compute time
 
@@ -144,7 +144,7 @@ class PiperSynth:
             offset += len(audio)
         shapes = [self._word_shape(w) for w in words]
         native = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        pcm = resample(native, self.sample_rate_hz, OUTPUT_RATE_HZ)
+        pcm = resample(native, self.sample_rate_hz, SAMPLE_RATE_HZ)
         spans = assign_words([s[0] for s in shapes], groups, [s[1] for s in shapes])
         rate = float(self.sample_rate_hz)
         times = [
