@@ -63,7 +63,7 @@ def test_unmute_hands_its_llm_every_word_of_the_turn(
             f"{run.handover_latency_s(end)} s; late: {late or '-'}; turns: "
             f"{[h.text for h in run.handovers]}; all: {run.all_text}"
         )
-        assert run.handover_latency_s(end) is not None, f"{clip.id}: the last turn never ended"
+        assert run.all_handed_over(), f"{clip.id}: the last words never reached the LLM"
     turn_wer = wer(refs, [r.turn_text for r, _ in unmute_runs])
     all_wer = wer(refs, [r.all_text for r, _ in unmute_runs])
     print(f"Unmute turn WER {turn_wer:.3f}, all words {all_wer:.3f}")

@@ -115,6 +115,10 @@ class UnmuteRun:
             and h.word.start_s < self.handovers[h.handovers_before - 1].covered_s
         ]
 
+    def all_handed_over(self) -> bool:
+        """Whether the last word arrived before a handover (so every word reached the LLM)."""
+        return bool(self.heard) and self.heard[-1].handovers_before < len(self.handovers)
+
     @property
     def all_text(self) -> str:
         return " ".join(w.text for w in self.words)
@@ -133,7 +137,8 @@ class UnmuteRun:
 
     def handover_latency_s(self, speech_end_s: float) -> float | None:
         """From sending the frame where speech ends (`speech_end_s` into the user's audio) to
-        the handover of a turn that covers it."""
+        the handover of a turn that covers it (None if the last words went in a turn handed
+        over before the end of speech)."""
         frame = min(
             len(self.frame_sent_at) - 1, int(speech_end_s * SAMPLE_RATE_HZ) // FRAME_SAMPLES
         )
@@ -153,8 +158,9 @@ async def converse(
     max_wait_s: float = 20.0,
 ) -> UnmuteRun:
     """Speaks `pcm_24k` to the STT socket as an Unmute user, then stays silent (the microphone
-    still streaming) until Unmute hands over a turn covering `speech_end_s` (default: the end
-    of the audio) or `max_wait_s` passes; then a `Marker` collects every remaining word."""
+    still streaming) until the user's turn is handed over and Unmute's clock has passed
+    `speech_end_s` (default: the end of the audio), or `max_wait_s` passes; then a `Marker`
+    collects every remaining word."""
     audio_end_s = len(pcm_24k) / SAMPLE_RATE_HZ if speech_end_s is None else speech_end_s
     n_frames = math.ceil(len(pcm_24k) / FRAME_SAMPLES)
     audio = np.zeros(n_frames * FRAME_SAMPLES, np.float32)
@@ -234,9 +240,11 @@ async def converse(
                     flush_end = None
                 if k >= n_frames and not marker_sent:
                     audio_done_at = audio_done_at or time.monotonic()
-                    end_s = run.stream_time_s(audio_end_s)
-                    covered = bool(run.handovers) and run.handovers[-1].covered_s >= end_s
-                    if covered or time.monotonic() - audio_done_at > max_wait_s:
+                    # Handed over, and the Steps say every word before the end is out (the last
+                    # words may have been in a turn handed over before the end of speech).
+                    handed_over = state == "bot_speaking" and flush_end is None
+                    heard_end = clock >= run.stream_time_s(audio_end_s)
+                    if (handed_over and heard_end) or time.monotonic() - audio_done_at > max_wait_s:
                         await ws.send(marker_message(CLOSING_MARKER_ID))
                         marker_sent = True
                 if audio_done_at and time.monotonic() - audio_done_at > max_wait_s + 30:
