@@ -34,22 +34,40 @@ def english_clips(eval_dir: str | Path, max_duration_s: float = 30.0) -> list[Cl
     ]
 
 
+def speech_end_s(pcm_24k: np.ndarray) -> float:
+    """Where a clip's speech ends (s). The clips carry no word times, so this is the end of the
+    last segment Silero VAD finds offline (faster-whisper's `get_speech_timestamps`, no padding)."""
+    import soxr
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    audio16 = soxr.resample(pcm_24k.astype(np.float32), SAMPLE_RATE_HZ, 16_000)
+    options = VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
+    segments = get_speech_timestamps(audio16, options)
+    if not segments:
+        return len(pcm_24k) / SAMPLE_RATE_HZ
+    return float(segments[-1]["end"]) / 16_000
+
+
 @dataclass
 class Playlist:
     audio: np.ndarray  # the clips back to back, 1 s of silence after each
     reference: str
     clip_ids: list[str]
+    clip_starts_s: list[float]  # where each clip starts in `audio`
 
 
 def playlist(clips: list[Clip], pcms: list[np.ndarray], start: int, count: int) -> Playlist:
     gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), np.float32)
-    parts, refs, ids = [], [], []
+    parts, refs, ids, starts = [], [], [], []
+    at = 0
     for k in range(count):
         i = (start + k) % len(clips)
+        starts.append(at / SAMPLE_RATE_HZ)
         parts += [pcms[i], gap]
+        at += len(pcms[i]) + len(gap)
         refs.append(clips[i].reference)
         ids.append(clips[i].id)
-    return Playlist(np.concatenate(parts), " ".join(refs), ids)
+    return Playlist(np.concatenate(parts), " ".join(refs), ids, starts)
 
 
 def make_playlists(

@@ -2,8 +2,11 @@
 
 Per N it reports WER (against the references, and beside it offline faster-whisper tiny.en
 on the same clips, computed in the same run), word latency (from the moment the audio frame
-holding a word's end was sent to that word's `Word` arriving), whether the server kept up
-(the largest `buffered_pcm` it reported stays under 2 s), and the machine's CPU use during the run.
+holding a word's end was sent to that word's `Word` arriving), Step lag (from sending a frame to
+its `Step` arriving: Steps wait for the words of their audio), end-of-turn latency (from the
+frame where a clip's speech ends to the last `Word` of that clip, and to the first `Step` after
+it that puts Unmute's pause prediction over 0.6), whether the server kept up (the largest
+`buffered_pcm` it reported stays under 2 s), and the machine's CPU use during the run.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parley.bench.eval_clips import Playlist, english_clips, make_playlists
+from parley.bench.eval_clips import Playlist, english_clips, make_playlists, speech_end_s
+from parley.bench.unmute import pause_crossings
 from parley.bench.wer import wer
 from parley.client.asr import FRAME_SAMPLES, SAMPLE_RATE_HZ, StreamResult, transcribe_stream
 
 KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
+LEAD_SILENCE_S = 1.0  # sent before each stream's audio, as Kyutai's client does
+WORD_SLACK_S = 0.35  # a clip's first word may be aligned this much before the clip starts
 
 
 @dataclass
@@ -29,6 +35,10 @@ class RunStats:
     offline_wer: float  # offline tiny.en on the same audio (nan without a baseline)
     latency_p50_s: float
     latency_p95_s: float
+    step_lag_s: tuple[float, float]  # frame sent -> its Step received, p50 and p95
+    eot_word_s: tuple[float, float]  # end of speech -> the clip's last Word, p50 and p95
+    eot_step_s: tuple[float, float]  # end of speech -> the Step reporting the pause, p50, p95
+    eot_missed: int  # clips whose pause no Step reported before the next clip
     max_buffered_s: float
     cpu_cores: float
     words: int
@@ -49,21 +59,85 @@ def _latencies(result: StreamResult) -> list[float]:
     return out
 
 
+def _step_lags(result: StreamResult) -> list[float]:
+    """Per Step of a frame of the paced audio (not the lead or tail silence): frame sent ->
+    Step received."""
+    lead = int(LEAD_SILENCE_S * SAMPLE_RATE_HZ)
+    out = []
+    for r in result.step_records:
+        frame = ((r.step_idx + 1) * FRAME_SAMPLES - 1 - lead) // FRAME_SAMPLES
+        if 0 <= frame < len(result.frame_sent_at):
+            out.append(r.received_at - result.frame_sent_at[frame])
+    return out
+
+
+def _end_of_turn(
+    result: StreamResult, playlist: Playlist, speech_ends: dict[str, float]
+) -> tuple[list[float], list[float], int]:
+    """Per clip: end of speech -> its last word received, and -> the first Step at or after
+    the end of speech after which Unmute's pause prediction is over 0.6; and how many clips
+    had no such Step before the next clip started."""
+    records = result.step_records
+    paused = pause_crossings([(r.step_idx, r.prs) for r in records])
+    word_lat, step_lat, missed = [], [], 0
+    starts = [*playlist.clip_starts_s, float("inf")]
+    for k, clip_id in enumerate(playlist.clip_ids):
+        end_s = starts[k] + speech_ends[clip_id]
+        frame = min(len(result.frame_sent_at) - 1, int(end_s * SAMPLE_RATE_HZ) // FRAME_SAMPLES)
+        sent_at = result.frame_sent_at[frame]
+        words = [w for w in result.words if starts[k] <= w.start_s + WORD_SLACK_S < starts[k + 1]]
+        if words:
+            word_lat.append(max(w.received_at for w in words) - sent_at)
+        first_step = int((end_s + LEAD_SILENCE_S) * SAMPLE_RATE_HZ) // FRAME_SAMPLES
+        next_clip_s = starts[k + 1] + LEAD_SILENCE_S
+        hit = next(
+            (
+                r
+                for r, p in zip(records, paused, strict=True)
+                if p
+                and r.step_idx >= first_step
+                and (r.step_idx + 1) * FRAME_SAMPLES <= next_clip_s * SAMPLE_RATE_HZ
+            ),
+            None,
+        )
+        if hit is None:
+            missed += 1
+        else:
+            step_lat.append(hit.received_at - sent_at)
+    return word_lat, step_lat, missed
+
+
+def _p50_p95(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
 async def _run(
     url: str,
     api_key: str,
     playlists: list[Playlist],
     offline: dict[str, str] | None,
+    speech_ends: dict[str, float],
     show_text: bool,
 ) -> RunStats:
     import psutil
 
     psutil.cpu_percent(None)
     results = await asyncio.gather(
-        *(transcribe_stream(url, p.audio, api_key=api_key) for p in playlists)
+        *(
+            transcribe_stream(url, p.audio, api_key=api_key, lead_silence_s=LEAD_SILENCE_S)
+            for p in playlists
+        )
     )
     cpu = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)
     lat = [x for r in results for x in _latencies(r)]
+    eot_word, eot_step, eot_missed = [], [], 0
+    for r, p in zip(results, playlists, strict=True):
+        words, steps, missed = _end_of_turn(r, p, speech_ends)
+        eot_word += words
+        eot_step += steps
+        eot_missed += missed
     refs = [p.reference for p in playlists]
     if show_text:
         for i, r in enumerate(results):
@@ -77,6 +151,10 @@ async def _run(
         offline_wer=offline_wer,
         latency_p50_s=float(np.percentile(lat, 50)) if lat else float("nan"),
         latency_p95_s=float(np.percentile(lat, 95)) if lat else float("nan"),
+        step_lag_s=_p50_p95([x for r in results for x in _step_lags(r)]),
+        eot_word_s=_p50_p95(eot_word),
+        eot_step_s=_p50_p95(eot_step),
+        eot_missed=eot_missed,
         max_buffered_s=max(r.max_buffered_pcm for r in results) / SAMPLE_RATE_HZ,
         cpu_cores=cpu,
         words=len(lat),
@@ -93,6 +171,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
     pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
     counts = [int(x) for x in args.streams.split(",") if x.strip()]
     playlists = make_playlists(clips, pcms, max(counts), args.clips)
+    speech_ends = {c.id: speech_end_s(pcm) for c, pcm in zip(clips, pcms, strict=True)}
     offline: dict[str, str] | None = None
     if not args.no_baseline:
         from parley.bench.offline import offline_transcripts
@@ -106,15 +185,22 @@ def run_stt_bench(args: argparse.Namespace) -> int:
             f"{time.perf_counter() - t:.1f} s"
         )
     print(
-        f"{'streams':>7} {'WER':>6} {'offline':>7} {'lat p50':>8} {'lat p95':>8} {'max buf':>8} "
-        f"{'kept up':>7} {'CPU':>6} {'words':>6}"
+        f"{'streams':>7} {'WER':>6} {'offline':>7} {'lat p50':>8} {'lat p95':>8} "
+        f"{'step lag p50/p95':>17} {'eot word p50/p95':>17} {'eot step p50/p95':>17} "
+        f"{'missed':>6} {'max buf':>8} {'kept up':>7} {'CPU':>6} {'words':>6}"
     )
     for n in counts:
-        s = asyncio.run(_run(url, args.api_key, playlists[:n], offline, args.show_text))
+        s = asyncio.run(
+            _run(url, args.api_key, playlists[:n], offline, speech_ends, args.show_text)
+        )
+        step_lag = f"{s.step_lag_s[0]:.2f}/{s.step_lag_s[1]:.2f}s"
+        eot_word = f"{s.eot_word_s[0]:.2f}/{s.eot_word_s[1]:.2f}s"
+        eot_step = f"{s.eot_step_s[0]:.2f}/{s.eot_step_s[1]:.2f}s"
         print(
             f"{s.streams:>7} {s.wer:>6.3f} {s.offline_wer:>7.3f} {s.latency_p50_s:>7.2f}s "
-            f"{s.latency_p95_s:>7.2f}s {s.max_buffered_s:>7.2f}s "
-            f"{'yes' if s.kept_up else 'NO':>7} {s.cpu_cores:>5.2f}c {s.words:>6}",
+            f"{s.latency_p95_s:>7.2f}s {step_lag:>17} {eot_word:>17} {eot_step:>17} "
+            f"{s.eot_missed:>6} {s.max_buffered_s:>7.2f}s {'yes' if s.kept_up else 'NO':>7} "
+            f"{s.cpu_cores:>5.2f}c {s.words:>6}",
             flush=True,
         )
     return 0

@@ -41,9 +41,17 @@ class TranscriptWord:
 
 
 @dataclass
+class StepRecord:
+    step_idx: int
+    prs: list[float]
+    received_at: float  # time.monotonic() on arrival
+
+
+@dataclass
 class StreamResult:
     words: list[TranscriptWord] = field(default_factory=list)
     steps: int = 0
+    step_records: list[StepRecord] = field(default_factory=list)
     max_buffered_pcm: int = 0  # while the audio itself was being sent (not the silence after)
     last_prs: list[float] = field(default_factory=list)
     frame_sent_at: list[float] = field(default_factory=list)  # monotonic time per frame sent
@@ -123,6 +131,7 @@ async def transcribe_stream(
                     result.words[-1].stop_s = msg.stop_time
                 elif isinstance(msg, asr.Step):
                     result.steps += 1
+                    result.step_records.append(StepRecord(msg.step_idx, msg.prs, now))
                     if not audio_done.is_set():
                         result.max_buffered_pcm = max(result.max_buffered_pcm, msg.buffered_pcm)
                     result.last_prs = msg.prs

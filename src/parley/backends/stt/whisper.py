@@ -12,6 +12,16 @@ every slot that is due (a flush, or `decode_interval_s` of new speech) in one ba
 slots fall into a stagger by themselves and, as streams are added, each slot's decode interval
 stretches instead of a queue building up. A slot whose undecoded speech passes `max_lag_s`
 stops consuming frames (its `buffered_pcm` grows) instead of growing its window without bound.
+Once a pause has begun, a slot takes no re-decode: the final decode at the pause's end would
+only wait behind it.
+
+Steps keep Kyutai's order: a model that emits words at a fixed delay has sent every word that
+starts before a frame by the time it sends that frame's `Step`, and clients (Unmute) end a turn
+on that promise. Here words come from decodes that lag the audio, so each frame's `Step` is held
+until no word can start before the frame's end: all its speech committed, or no uncommitted
+speech before it. In silence with nothing undecoded that is at once; in speech it is the commit
+lag. Words are never sent with a start before a `Step` already sent (a first word whose onset
+the VAD heard late is moved to the end of the last released frame).
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ TRIM_MARGIN_S = 0.1  # audio kept before the first uncommitted word when trimmin
 PREROLL_S = 0.3  # audio kept before the VAD fires, so a word's onset is not clipped
 SPEECH_TAIL_S = 0.25  # silence kept after the last speech frame in a decoded window
 PAUSE_HORIZONS_FRAMES = (2, 4, 6)  # Step.prs[k]: pause held for 0.16 / 0.32 / 0.48 s
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
+PAUSE_DEFER_FRAMES = 2  # silent frames after which a speaking stream's re-decodes wait
 MAX_BATCH = 8
 
 
@@ -93,6 +105,10 @@ class _Stream:
     final_wanted: bool = False
     in_flight: bool = False
     policy: LocalAgreement = field(default_factory=LocalAgreement)
+    held_steps: deque[Step] = field(default_factory=deque)  # made, waiting for their words
+    released_s: float = 0.0  # end of the last frame whose Step was sent
+    speech_onset_s: float = 0.0  # start of the first frame of the uncommitted speech
+    speech_since_job_s: float | None = None  # first speech frame since the last decode was taken
 
 
 @dataclass
@@ -162,6 +178,7 @@ class WhisperStreamingBackend(RecognitionBackend):
                 self._process_frame(stream)
                 waiting |= stream.pending_samples >= FRAME_SAMPLES and not self._throttled(stream)
             self._drop_silent_window(stream)
+            self._release_steps(stream)
             self._release_markers(stream)
         self._schedule()
         return waiting
@@ -184,7 +201,9 @@ class WhisperStreamingBackend(RecognitionBackend):
                 s.markers.append((s.received_samples, item.id))
 
     def _throttled(self, s: _Stream) -> bool:
-        return len(s.window) - s.decoded_upto16 > self.opts.max_lag_s * VAD_RATE_HZ
+        # Undecoded speech, not window: silence after the last speech is never decoded, and
+        # counting it would stall a stream whose window is context and silence (nothing due).
+        return s.speech_end16 - s.decoded_upto16 > self.opts.max_lag_s * VAD_RATE_HZ
 
     def _next_frame(self, s: _Stream) -> np.ndarray:
         parts, need = [], FRAME_SAMPLES
@@ -202,6 +221,7 @@ class WhisperStreamingBackend(RecognitionBackend):
 
     def _process_frame(self, s: _Stream) -> None:
         frame = self._next_frame(s)
+        frame_start_s = s.frames_done * FRAME_S
         s.frames_done += 1
         audio16 = s.resampler.resample_chunk(frame)
         s.samples16 += len(audio16)
@@ -209,6 +229,11 @@ class WhisperStreamingBackend(RecognitionBackend):
         speech_p = float(probs.max()) if probs.size else (1.0 - (s.pause_history or [1.0])[-1])
         s.pause_history.append(1.0 - speech_p)
         is_speech = speech_p >= self.opts.vad_threshold
+        if is_speech:
+            if not s.speech_end16:  # the first speech not yet in a final decode
+                s.speech_onset_s = frame_start_s
+            if s.speech_since_job_s is None:
+                s.speech_since_job_s = frame_start_s
         if is_speech and not s.in_speech:
             s.in_speech = True
             if not len(s.window):
@@ -232,7 +257,25 @@ class WhisperStreamingBackend(RecognitionBackend):
             s.final_wanted = True
         hist = list(s.pause_history)
         prs = [float(min(hist[-n:])) for n in PAUSE_HORIZONS_FRAMES]
-        s.slot.emit(Step(s.frames_done - 1, prs, s.pending_samples))
+        # buffered_pcm: what was waiting behind this frame when it was processed.
+        s.held_steps.append(Step(s.frames_done - 1, prs, s.pending_samples))
+
+    def _words_done_s(self, s: _Stream) -> float:
+        """Stream time before which no word can start that is not sent already."""
+        processed_s = s.frames_done * FRAME_S
+        if not s.speech_end16:  # no uncommitted speech anywhere in the window
+            return processed_s
+        # Later words come from the uncommitted speech: after the last committed word (the
+        # commit policy keeps times monotonic), and from audio at or after its onset.
+        return min(processed_s, max(s.policy.committed_end_s, s.speech_onset_s))
+
+    def _release_steps(self, s: _Stream) -> None:
+        """Sends the held Steps of frames that end before any word still to come."""
+        done_s = self._words_done_s(s)
+        while s.held_steps and (s.held_steps[0].step_idx + 1) * FRAME_S <= done_s:
+            step = s.held_steps.popleft()
+            s.released_s = (step.step_idx + 1) * FRAME_S
+            s.slot.emit(step)
 
     def _drop_silent_window(self, s: _Stream) -> None:
         """A window whose speech was all trimmed away holds only silence: Whisper would
@@ -243,7 +286,7 @@ class WhisperStreamingBackend(RecognitionBackend):
 
     def _release_markers(self, s: _Stream) -> None:
         """Markers whose audio is processed ask for a final decode; with nothing left to
-        decode they go back at once."""
+        decode they go back at once (after the Steps, all released by then)."""
         while s.markers and s.markers[0][0] <= s.frames_done * FRAME_SAMPLES:
             s.markers_due.append(s.markers.popleft()[1])
             s.final_wanted = True
@@ -264,6 +307,11 @@ class WhisperStreamingBackend(RecognitionBackend):
         if s.final_wanted:
             return True
         new = len(s.window) - s.decoded_upto16
+        if s.silence_frames >= PAUSE_DEFER_FRAMES and not self._throttled(s):
+            # A pause has begun: its end brings a final decode (or the speech resumes), and a
+            # decode taken now would make that final, and the turn's end, wait behind it.
+            # (Not when throttled: no frames come in, so neither would the pause's end.)
+            return False
         return bool(s.in_speech) and new >= self.opts.decode_interval_s * VAD_RATE_HZ
 
     def _schedule(self) -> None:
@@ -291,6 +339,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             )
             s.in_flight = True
             s.decoded_upto16 = len(s.window)
+            s.speech_since_job_s = None
         self._busy = True
         self._jobs.put(jobs)
 
@@ -345,6 +394,12 @@ class WhisperStreamingBackend(RecognitionBackend):
         if job.final:
             committed = s.policy.finish(hypothesis)
             self._keep_context(s, job)
+            if s.speech_end16:  # speech came during the decode: its words are still to come
+                s.speech_onset_s = (
+                    s.policy.committed_end_s
+                    if s.speech_since_job_s is None
+                    else s.speech_since_job_s
+                )
             # Still wanted if a later marker waits, or an utterance ended during this decode.
             s.final_wanted = bool(s.markers_due[len(job.markers) :]) or (
                 not s.in_speech and s.speech_end16 > 0
@@ -364,8 +419,11 @@ class WhisperStreamingBackend(RecognitionBackend):
                 " ".join(w.text for w in committed),
             )
         for w in committed:
-            s.slot.emit(Word(w.text, round(w.start_s, 3)))
-            s.slot.emit(EndWord(round(w.end_s, 3)))
+            # Never before a Step already sent (a word whose onset the VAD heard late).
+            start_s = max(w.start_s, s.released_s)
+            s.slot.emit(Word(w.text, round(start_s, 3)))
+            s.slot.emit(EndWord(round(max(w.end_s, start_s), 3)))
+        self._release_steps(s)
         # Markers reached before this final decode was taken: all their words are out now.
         for marker_id in job.markers:
             s.slot.emit(Marker(marker_id))

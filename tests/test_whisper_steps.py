@@ -1,0 +1,194 @@
+"""When the Whisper backend sends its Steps, in process: the real VAD on a real clip, and a
+fake decoder (named as such) that can be held back or made to fail, stepped frame by frame."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from parley.backends.stt.whisper import WhisperOptions, WhisperStreamingBackend
+from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest
+from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
+from parley.protocol.asr import Audio, Marker, Step, Word
+from tests.conftest import EVAL_DIR, load_clip
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
+
+
+class FakeDecoder:
+    """Stands in for WhisperDecoder: a word every 0.5 s of the audio after the forced prefix,
+    once `gate` is open; or an exception."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls = 0
+
+    def warmup(self) -> None:
+        pass
+
+    def decode_counting_retries(
+        self, requests: list[DecodeRequest]
+    ) -> tuple[list[list[DecodedWord]], int]:
+        assert self.gate.wait(10)
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("fake decoder failure")
+        out = []
+        for r in requests:
+            end_s = len(r.audio_16k) / 16_000
+            starts = np.arange(r.prefix_s + 0.1, end_s - 0.3, 0.5)
+            out.append([DecodedWord(f"w{i}", t, t + 0.3, 0.9) for i, t in enumerate(starts)])
+        return out, 0
+
+
+class FakeSlot:
+    """What the backend uses of a slot: an inbox and a record of what it emits."""
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.channel_id = 1
+        self.closed = False
+        self.inbox: list[Any] = []
+        self.out: list[Any] = []
+
+    def take_inputs(self) -> list[Any]:
+        items, self.inbox = self.inbox, []
+        return items
+
+    def emit(self, message: Any) -> None:
+        self.out.append(message)
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """2.8 s of speech, then silence."""
+    return load_clip(EVAL_DIR / "pocketsphinx/librivox_0880.wav")
+
+
+def start(
+    decoder: FakeDecoder, options: WhisperOptions | None = None
+) -> tuple[WhisperStreamingBackend, FakeSlot]:
+    backend = WhisperStreamingBackend(decoder, 1, options)  # type: ignore[arg-type]
+    slot = FakeSlot()
+    backend.attach(slot)  # type: ignore[arg-type]
+    return backend, slot
+
+
+def feed(backend: WhisperStreamingBackend, slot: FakeSlot, pcm: np.ndarray) -> None:
+    """Frame by frame, each through one step, as the model thread would in real time."""
+    for off in range(0, len(pcm), FRAME_SAMPLES):
+        slot.inbox.append(Audio(pcm[off : off + FRAME_SAMPLES]))
+        backend.step([slot])  # type: ignore[list-item]
+
+
+def settle(backend: WhisperStreamingBackend, slot: FakeSlot, timeout_s: float = 10.0) -> None:
+    """Steps without new audio until the decodes in flight have come back."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        backend.step([slot])  # type: ignore[list-item]
+        if not backend._busy:
+            return
+        time.sleep(0.005)
+    raise AssertionError("decodes did not finish")
+
+
+def steps(slot: FakeSlot) -> list[int]:
+    return [m.step_idx for m in slot.out if isinstance(m, Step)]
+
+
+def check_order(slot: FakeSlot) -> None:
+    """Steps one per frame in order; no word starts before a Step already sent."""
+    latest_s = float("-inf")
+    for m in slot.out:
+        if isinstance(m, Step):
+            latest_s = (m.step_idx + 1) * FRAME_S
+        elif isinstance(m, Word):
+            assert m.start_time >= latest_s - 0.001, (m, latest_s)
+    assert steps(slot) == list(range(len(steps(slot))))
+
+
+def test_steps_of_silence_go_out_at_once() -> None:
+    backend, slot = start(FakeDecoder())
+    for k in range(20):
+        feed(backend, slot, np.zeros(FRAME_SAMPLES, np.float32))
+        assert steps(slot) == list(range(k + 1))
+    backend.close()
+
+
+def test_steps_wait_for_the_words_of_their_audio(speech: np.ndarray) -> None:
+    decoder = FakeDecoder()
+    decoder.gate.clear()  # every decode takes until the gate opens
+    backend, slot = start(decoder)
+    pcm = np.concatenate([np.zeros(SAMPLE_RATE_HZ // 2, np.float32), speech])
+    feed(backend, slot, pcm)
+    held_from = len(steps(slot))
+    frames = len(pcm) // FRAME_SAMPLES
+    # Steps stop where speech starts (0.5 s of silence, then a little before the VAD fires).
+    assert 4 <= held_from <= 10 and frames > held_from + 20
+    assert not [m for m in slot.out if isinstance(m, Word)]
+    decoder.gate.set()
+    feed(backend, slot, np.zeros(SAMPLE_RATE_HZ, np.float32))  # the pause: a final decode
+    settle(backend, slot)
+    feed(backend, slot, np.zeros(FRAME_SAMPLES, np.float32))
+    # Everything is out: every word, then every Step up to the last frame.
+    assert [m for m in slot.out if isinstance(m, Word)]
+    assert len(steps(slot)) == (len(pcm) + SAMPLE_RATE_HZ + FRAME_SAMPLES) // FRAME_SAMPLES
+    check_order(slot)
+    backend.close()
+
+
+def test_a_failing_decoder_holds_steps_only_until_the_pause(speech: np.ndarray) -> None:
+    backend, slot = start(FakeDecoder(fail=True))
+    feed(backend, slot, speech)
+    settle(backend, slot)
+    frames = len(speech) // FRAME_SAMPLES
+    assert len(steps(slot)) < frames
+    feed(backend, slot, np.zeros(SAMPLE_RATE_HZ, np.float32))
+    settle(backend, slot)
+    feed(backend, slot, np.zeros(FRAME_SAMPLES, np.float32))
+    assert len(steps(slot)) == (len(speech) + SAMPLE_RATE_HZ + FRAME_SAMPLES) // FRAME_SAMPLES
+    assert not [m for m in slot.out if isinstance(m, Word)]
+    check_order(slot)
+    backend.close()
+
+
+def test_a_marker_comes_after_its_words_and_steps(speech: np.ndarray) -> None:
+    """Mid-speech (no pause yet): the marker's final decode sends the words, then the Steps of
+    the audio before the marker, then the marker."""
+    backend, slot = start(FakeDecoder())
+    cut = int(2.0 * SAMPLE_RATE_HZ) // FRAME_SAMPLES * FRAME_SAMPLES
+    feed(backend, slot, speech[:cut])
+    slot.inbox.append(Marker(5))
+    backend.step([slot])  # type: ignore[list-item]
+    settle(backend, slot)
+    backend.step([slot])  # type: ignore[list-item]
+    marker_at = next(i for i, m in enumerate(slot.out) if isinstance(m, Marker))
+    before = slot.out[:marker_at]
+    assert [m.step_idx for m in before if isinstance(m, Step)] == list(range(cut // FRAME_SAMPLES))
+    assert [m for m in before if isinstance(m, Word)]
+    check_order(slot)
+    backend.close()
+
+
+def test_audio_sent_all_at_once_reaches_its_marker(speech: np.ndarray) -> None:
+    """Faster than real time the stream is throttled (`max_lag_s`) while decodes run behind;
+    neither the throttle nor a pause (where re-decodes wait for the final) may stall it."""
+    decoder = FakeDecoder()
+    backend, slot = start(decoder, WhisperOptions(max_lag_s=0.5))
+    pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE_HZ * 2, np.float32), speech])
+    slot.inbox += [Audio(pcm), Marker(9)]
+    deadline = time.monotonic() + 20
+    while not any(isinstance(m, Marker) for m in slot.out):
+        assert time.monotonic() < deadline, f"stalled after {len(steps(slot))} Steps"
+        if not backend.step([slot]):  # type: ignore[list-item]
+            time.sleep(0.005)
+    assert len(steps(slot)) == -(-len(pcm) // FRAME_SAMPLES)
+    assert decoder.calls >= 4
+    check_order(slot)
+    backend.close()
