@@ -7,6 +7,7 @@ import contextlib
 import logging
 import platform
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from parley.backends.registry import BACKEND_TYPES
 from parley.config import Config
 from parley.engine.module import Module, ModuleInfo
 from parley.server.asr_routes import AsrRoutes
+from parley.server.auth import Keys
 from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
@@ -73,48 +75,45 @@ def _web_page() -> ASGIApp:
     return app
 
 
-def create_app(config: Config, modules: list[Module] | None = None) -> Starlette:
-    """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
-    modules = modules if modules is not None else build_modules(config)
-    ids = frozenset(config.authorized_ids) if config.authorized_ids else None
-    routes: list[Any] = []
+@dataclass
+class _Wiring:
+    """The routes of every module, by the role its backend declares (a new backend class gets
+    its routes), and what the OpenAI routes and modules_info need from them."""
+
+    routes: list[Any] = field(default_factory=list)
     first_tts: TtsRoutes | None = None
     first_asr: AsrRoutes | None = None
-    public: dict[str, dict[str, Any]] = {}  # route facts shown in /api/modules_info
-    for module in modules:
-        # Routes by the role the backend declares: a new backend class gets its routes.
-        role = module.backend.role
-        options = _route_options(config, module)
+    public: dict[str, dict[str, Any]] = field(default_factory=dict)  # shown in modules_info
+
+    def add(self, module: Module, keys: Keys, options: Any) -> None:
+        role, path = module.backend.role, module.info.path
         if role == "recognition":
-            asr = AsrRoutes(module, ids, options)
-            routes.append(WebSocketRoute(module.info.path, asr.websocket))
-            routes.append(Route(module.info.path, asr.post, methods=["POST"]))
-            first_asr = first_asr or asr
+            asr = AsrRoutes(module, keys, options)
+            self.routes += [
+                WebSocketRoute(path, asr.websocket),
+                Route(path, asr.post, methods=["POST"]),
+            ]
+            self.first_asr = self.first_asr or asr
         elif role == "chat":
-            chat = ChatRoutes(module, ids)
-            routes.append(WebSocketRoute(module.info.path, chat.websocket))
+            self.routes.append(WebSocketRoute(path, ChatRoutes(module, keys).websocket))
         elif role == "speech":
-            tts = TtsRoutes(module, ids, options)
-            first_tts = first_tts or tts
-            routes.append(WebSocketRoute(module.info.path, tts.websocket))
-            routes.append(Route(module.info.path, tts.post_streaming, methods=["POST"]))
-            if not any(getattr(r, "path", None) == "/api/tts" for r in routes):
-                routes.append(Route("/api/tts", tts.post_tts, methods=["POST"]))
+            tts = TtsRoutes(module, keys, options)
+            self.routes += [
+                WebSocketRoute(path, tts.websocket),
+                Route(path, tts.post_streaming, methods=["POST"]),
+            ]
+            if self.first_tts is None:
+                self.first_tts = tts
+                self.routes.append(Route("/api/tts", tts.post_tts, methods=["POST"]))
             if options.token_socket_path:
                 socket = TokenSocket(tts, options.token_socket_auth)
-                routes.append(WebSocketRoute(options.token_socket_path, socket.websocket))
-                public[module.info.name] = {"token_socket_path": options.token_socket_path}
+                self.routes.append(WebSocketRoute(options.token_socket_path, socket.websocket))
+                self.public[module.info.name] = {"token_socket_path": options.token_socket_path}
         else:
             raise ModuleStartError(f"module {module.info.name}: backend declares no role")
 
-    openai = OpenAiRoutes(ids, first_tts, first_asr)
-    routes += [
-        Route("/v1/audio/speech", openai.speech, methods=["POST"]),
-        Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
-        Route("/v1/models", openai.models),
-        Route("/v1/audio/voices", openai.voices),
-    ]
 
+def _info_routes(modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes) -> list[Any]:
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_schema(openai))
 
@@ -128,7 +127,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
                     "used_slots": m.used_slots,
                     "total_slots": m.batch_size,
                     **m.info.details,
-                    **public.get(m.info.name, {}),
+                    **wiring.public.get(m.info.name, {}),
                 }
                 for m in modules
             ]
@@ -142,11 +141,29 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    routes += [
+    return [
         Route("/api/modules_info", modules_info),
         Route("/api/build_info", build_info),
         Route("/metrics", prometheus),
         Route("/openapi.json", openapi),
+    ]
+
+
+def create_app(config: Config, modules: list[Module] | None = None) -> Starlette:
+    """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
+    modules = modules if modules is not None else build_modules(config)
+    keys = frozenset(config.authorized_ids) if config.authorized_ids else None
+    wiring = _Wiring()
+    for module in modules:
+        wiring.add(module, keys, _route_options(config, module))
+    openai = OpenAiRoutes(keys, wiring.first_tts, wiring.first_asr)
+    routes = [
+        *wiring.routes,
+        Route("/v1/audio/speech", openai.speech, methods=["POST"]),
+        Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
+        Route("/v1/models", openai.models),
+        Route("/v1/audio/voices", openai.voices),
+        *_info_routes(modules, wiring, openai),
         # Anything else is the web page (static files shipped in the package; no CDN).
         Mount("/", app=_web_page(), name="web"),
     ]
