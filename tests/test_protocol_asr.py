@@ -67,3 +67,18 @@ def test_server_messages_round_trip_as_moshi_maps() -> None:
         raw = asr.encode_server(m)
         assert msgpack.unpackb(raw)["type"] == type(m).__name__.replace("Message", "")
         assert asr.decode_server(raw) == m
+
+
+def test_client_encoders_round_trip() -> None:
+    """The client library's encoders are the inverse of the server's decoders."""
+    from parley.protocol import tts
+
+    audio = asr.decode_client(asr.encode_client(asr.Audio(np.array([0.5, -0.25], np.float32))))
+    assert isinstance(audio, asr.Audio) and audio.pcm.tolist() == [0.5, -0.25]
+    assert asr.decode_client(asr.encode_client(asr.Marker(3))) == asr.Marker(3)
+    assert tts.decode_client(tts.encode_client(tts.Text("hi"))) == tts.Text("hi")
+    assert tts.decode_client(tts.encode_client(tts.Eos())) == tts.Eos()
+    voice = tts.decode_client(
+        tts.encode_client(tts.VoiceEmbedding(np.array([1.0, 2.0], np.float32), [1, 2]))
+    )
+    assert isinstance(voice, tts.VoiceEmbedding) and voice.shape == [1, 2]

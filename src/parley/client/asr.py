@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import msgpack
 import numpy as np
 import websockets
 
@@ -26,6 +25,7 @@ from parley.client.errors import ServerError as ServerError  # re-exported: the 
 from parley.client.errors import server_error
 from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage, Ready
+from parley.engine.recognition import Audio, Marker
 from parley.protocol import asr
 
 FRAME_SAMPLES = 1920
@@ -62,12 +62,11 @@ class StreamResult:
 
 
 def audio_message(pcm: np.ndarray) -> bytes:
-    # Kyutai's clients send float32 lists (use_single_float=True).
-    return msgpack.packb({"type": "Audio", "pcm": [float(x) for x in pcm]}, use_single_float=True)
+    return asr.encode_client(Audio(np.asarray(pcm, np.float32)))  # float32, as Kyutai's clients
 
 
 def marker_message(marker_id: int) -> bytes:
-    return msgpack.packb({"type": "Marker", "id": marker_id})
+    return asr.encode_client(Marker(marker_id))
 
 
 async def connect(url: str, api_key: str) -> websockets.ClientConnection:

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-import msgpack
 import numpy as np
 import websockets
 
@@ -86,11 +85,11 @@ async def speak(
                 if result.first_word_sent_at is None:
                     result.first_word_sent_at = now
                 result.last_word_sent_at = now
-                await ws.send(msgpack.packb({"type": "Text", "text": word}))
+                await ws.send(tts.encode_client(tts.Text(word)))
                 result.word_sent_at.append(time.monotonic())
                 if words_per_s:
                     await asyncio.sleep(1.0 / words_per_s)
-            await ws.send(msgpack.packb({"type": "Eos"}))
+            await ws.send(tts.encode_client(tts.Eos()))
 
         sender = asyncio.create_task(send())
         try:
@@ -177,11 +176,11 @@ class TtsStream(SocketSession):
 
     async def send(self, text: str) -> None:
         """One or more whole words (a message boundary is a word boundary)."""
-        await self._ws.send(msgpack.packb({"type": "Text", "text": text}))
+        await self._ws.send(tts.encode_client(tts.Text(text)))
 
     async def end(self) -> None:
         """No more text: the server speaks what is left, then closes."""
-        await self._ws.send(msgpack.packb({"type": "Eos"}))
+        await self._ws.send(tts.encode_client(tts.Eos()))
 
     def __aiter__(self) -> AsyncIterator[np.ndarray | SpokenWord]:
         return self._events()

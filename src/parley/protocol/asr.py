@@ -61,6 +61,13 @@ def decode_client(data: bytes) -> ClientMessage | None:
     raise ProtocolError(f"unknown message type {kind!r} (expected Audio, OggOpus or Marker)")
 
 
+def encode_client(msg: Audio | Marker) -> bytes:
+    """For clients (and tests): the inverse of decode_client."""
+    if isinstance(msg, Audio):
+        return pack({"type": "Audio", "pcm": msg.pcm.astype(np.float32).tolist()}, True)
+    return pack({"type": "Marker", "id": msg.id})
+
+
 # --- server -> client ----------------------------------------------------------------------
 ServerMessage = RecognitionOutput
 
@@ -187,6 +194,7 @@ __all__ = [
     "Word",
     "decode_client",
     "decode_server",
+    "encode_client",
     "encode_server",
     "to_wire",
 ]

@@ -120,6 +120,22 @@ def decode_client(data: bytes) -> ClientMessage:
     raise ProtocolError(f"unknown message type {kind!r} (expected Text, Voice or Eos)")
 
 
+def encode_client(msg: ClientMessage) -> bytes:
+    """For clients (and tests): the inverse of decode_client."""
+    if isinstance(msg, Text):
+        return pack({"type": "Text", "text": msg.text})
+    if isinstance(msg, Eos):
+        return pack({"type": "Eos"})
+    return pack(
+        {
+            "type": "Voice",
+            "embeddings": msg.embeddings.astype(np.float32).tolist(),
+            "shape": msg.shape,
+        },
+        single_float=True,
+    )
+
+
 # --- server -> client ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class OggOpus:
