@@ -45,7 +45,7 @@ from parley.protocol.connection import (
     failure,
 )
 
-MAX_TEXT_CHARS = 64 * 1024  # one message; a paragraph is a few hundred
+MAX_MESSAGE_TEXT_CHARS = 64 * 1024  # one message; a paragraph is a few hundred
 
 
 class OutputFormat(Enum):
@@ -87,9 +87,9 @@ ClientMessage = Text | VoiceEmbedding | Eos
 
 
 def check_text(text: str) -> str:
-    if len(text) > MAX_TEXT_CHARS:
+    if len(text) > MAX_MESSAGE_TEXT_CHARS:
         raise ProtocolError(
-            f"text message of {len(text)} characters exceeds the {MAX_TEXT_CHARS} limit"
+            f"text message of {len(text)} characters exceeds the {MAX_MESSAGE_TEXT_CHARS} limit"
         )
     return text
 

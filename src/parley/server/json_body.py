@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-MAX_TEXT_CHARS = 100_000  # text one request may ask to speak
-MAX_JSON_BYTES = 4 * MAX_TEXT_CHARS  # room for that text JSON-escaped, and the other fields
+MAX_REQUEST_TEXT_CHARS = 100_000  # text one request may ask to speak
+MAX_JSON_BYTES = 4 * MAX_REQUEST_TEXT_CHARS  # room for that text JSON-escaped, and the other fields
 
 
 class BadBody(ValueError):

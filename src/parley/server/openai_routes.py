@@ -35,7 +35,7 @@ from parley.protocol import asr
 from parley.protocol.common import ProtocolError
 from parley.server.asr_routes import AsrRoutes, recognised
 from parley.server.auth import Keys, bearer_authorized
-from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
+from parley.server.json_body import MAX_REQUEST_TEXT_CHARS, BadBody, json_object
 from parley.server.session_stream import SessionStream
 from parley.server.tts_routes import SynthesisFailed, TtsRoutes, speech_messages
 from parley.server.voice_names import UnknownVoice
@@ -133,8 +133,8 @@ class OpenAiRoutes:
         text = _field(body, "input", str, required=True)
         if not text.strip():
             raise ApiError(400, "'input' must not be empty", "input")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ApiError(413, f"'input' over {MAX_TEXT_CHARS} characters", "input")
+        if len(text) > MAX_REQUEST_TEXT_CHARS:
+            raise ApiError(413, f"'input' over {MAX_REQUEST_TEXT_CHARS} characters", "input")
         voice = self.resolve_voice(body.get("voice"))
         fmt = _field(body, "response_format", str) or "mp3"
         if fmt not in FORMATS:

@@ -28,7 +28,7 @@ from parley.engine.speech import (
 from parley.protocol import tts
 from parley.protocol.common import ProtocolError
 from parley.server.auth import Keys, is_authorized
-from parley.server.json_body import MAX_TEXT_CHARS, BadBody, json_object
+from parley.server.json_body import MAX_REQUEST_TEXT_CHARS, BadBody, json_object
 from parley.server.route_options import SpeechRouteOptions
 from parley.server.session_stream import SessionStream
 from parley.server.sockets import serve_socket
@@ -87,8 +87,8 @@ class TtsRoutes:
     async def open_speech(self, text: str, voice: str | None) -> tuple[Session, str]:
         """A session speaking `text` (whole words); ProtocolError or NoFreeSlot if not."""
         name = self.check_voice(voice)
-        if len(text) > MAX_TEXT_CHARS:
-            raise ProtocolError(f"text over {MAX_TEXT_CHARS} characters")
+        if len(text) > MAX_REQUEST_TEXT_CHARS:
+            raise ProtocolError(f"text over {MAX_REQUEST_TEXT_CHARS} characters")
         session = await self.module.acquire(self.post_timeout_s)
         session.push(SpeechConfig(name))
         for word in text.split():
