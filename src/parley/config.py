@@ -46,12 +46,6 @@ class ModuleConfig:
     options: Any = None  # the backend type's options dataclass (None: its defaults)
     routes: Any = None  # the role's route options dataclass (None: its defaults)
 
-    @property
-    def role(self) -> str:
-        from parley.backends.registry import BACKEND_TYPES
-
-        return BACKEND_TYPES[self.type].role
-
 
 @dataclass
 class Config:

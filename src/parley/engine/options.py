@@ -2,8 +2,9 @@
 config keys, with their type, default and help; `check` gives the errors a value can have.
 
 `config.parse` reads these declarations to check a module's table (types, unknown keys,
-defaults, checks), `/api/modules_info` and the backend's `build` get the same dataclass, and
-nothing else lists the keys. A backend registers itself with one `BackendType`.
+defaults, checks, and an options class's `problems()`: (key, message) for rules spanning
+several options), the backend's `build` gets the same dataclass, and nothing else lists the
+keys. A backend registers itself with one `BackendType`.
 """
 
 from __future__ import annotations
@@ -49,11 +50,6 @@ def option_fields(
         kind: Any = typing.get_origin(hints[f.name]) or hints[f.name]
         out[f.name] = ((int, float) if kind is float else kind, f)
     return out
-
-
-class CrossCheck(typing.Protocol):
-    def problems(self) -> list[tuple[str, str]]:
-        """(key, message) for each rule spanning several options."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from parley.server.auth import Keys, is_authorized
 
 log = logging.getLogger(__name__)
 
-CLOSE_INTERNAL_ERROR = 1011
+INTERNAL_ERROR = Close(1011, "internal error")
 _connection_ids = itertools.count(1)
 
 
@@ -82,7 +82,7 @@ async def serve_socket(
                         task.exception(),
                         exc_info=task.exception(),
                     )
-                    ending = Reaction(close=_internal_error())
+                    ending = Reaction(close=INTERNAL_ERROR)
                 elif ending is None:
                     ending = task.result()
         finally:
@@ -152,7 +152,3 @@ async def _carry_out(ws: WebSocket, module: Module, reaction: Reaction) -> None:
         await _send(ws, frame)
     close = reaction.close
     await ws.close(close.code if close else CLOSE_NORMAL, close.reason if close else None)
-
-
-def _internal_error() -> Close:
-    return Close(CLOSE_INTERNAL_ERROR, "internal error")
