@@ -7,13 +7,11 @@ The key comes from OPENAI_API_KEY, as the plugin documents. TTS audio is written
 the frames' int16 samples; STT input is a 16-bit mono WAV, pushed as one `rtc.AudioFrame`.
 """
 
-import asyncio
-import json
-import sys
 import wave
 
 from livekit import rtc
 from livekit.plugins import openai
+from speech_driver import run_driver  # beside this script
 
 
 async def tts(base_url: str, text: str, out: str) -> dict:
@@ -52,15 +50,5 @@ async def stt(base_url: str, *wav_paths: str) -> list[dict]:
     return results
 
 
-def main() -> None:
-    mode, base_url, *rest = sys.argv[1:]
-    result = asyncio.run(tts(base_url, *rest) if mode == "tts" else stt(base_url, *rest))
-    if mode == "tts":
-        path, pcm = result.pop("pcm")
-        with open(path, "wb") as f:
-            f.write(pcm)
-    print(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    run_driver(tts, stt)

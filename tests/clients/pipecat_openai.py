@@ -12,8 +12,6 @@ Errors reach the worker's `on_pipeline_error` and go into the JSON.
 """
 
 import asyncio
-import json
-import sys
 import wave
 
 from pipecat.frames.frames import (
@@ -32,6 +30,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.stt import OpenAISTTService
 from pipecat.services.openai.tts import OpenAITTSService
 from pipecat.workers.runner import WorkerRunner
+from speech_driver import run_driver  # beside this script
 
 
 class Sink(FrameProcessor):
@@ -103,15 +102,5 @@ async def stt(base_url: str, *wav_paths: str) -> dict:
     return {"texts": texts, "errors": result["errors"]}
 
 
-def main() -> None:
-    mode, base_url, *rest = sys.argv[1:]
-    result = asyncio.run(tts(base_url, *rest) if mode == "tts" else stt(base_url, *rest))
-    if mode == "tts":
-        path, pcm = result.pop("pcm")
-        with open(path, "wb") as f:
-            f.write(pcm)
-    print(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    run_driver(tts, stt)
