@@ -192,3 +192,27 @@ def test_audio_sent_all_at_once_reaches_its_marker(speech: np.ndarray) -> None:
     assert decoder.calls >= 4
     check_order(slot)
     backend.close()
+
+
+def test_a_marker_after_a_final_that_took_all_the_speech(speech: np.ndarray) -> None:
+    """A final decode taken while the VAD still counts the stream as speaking (the window
+    passed `max_window_s` in the first silent frames), then a marker and no more audio, as a
+    POST ends: the marker comes back. It was held forever by the VAD's in-speech state."""
+    decoder = FakeDecoder()
+    backend, slot = start(decoder)
+    feed(backend, slot, speech[: int(1.5 * SAMPLE_RATE_HZ)])
+    settle(backend, slot)
+    stream = backend._streams[0]
+    assert stream is not None and stream.in_speech  # the clip is still speaking at 1.5 s
+    backend.opts.max_window_s = len(stream.window) / 16_000 + 0.1  # passed in the silence
+    decoder.gate.clear()
+    feed(backend, slot, np.zeros(3 * FRAME_SAMPLES, np.float32))  # the final is taken here
+    assert backend._busy and stream.in_speech
+    slot.inbox.append(Marker(5))  # after the final was taken: not among its markers
+    feed(backend, slot, np.zeros(FRAME_SAMPLES, np.float32))
+    decoder.gate.set()
+    settle(backend, slot)
+    for _ in range(5):
+        backend.step([slot])  # type: ignore[list-item]
+    assert Marker(5) in slot.out
+    check_order(slot)
