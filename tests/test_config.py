@@ -44,6 +44,10 @@ def test_tts_config_errors() -> None:
     }
     with pytest.raises(ConfigError, match=r"/ws/stream is used by another module"):
         parse(clash, "t")
+    with pytest.raises(ConfigError, match=r"modules.tts.voice_aliases.alloy: 'amy' is not a conf"):
+        parse(tts(voice_aliases={"alloy": "amy"}), "t")
+    with pytest.raises(ConfigError, match=r"modules.tts.voice_aliases.x: expected a string"):
+        parse(tts(voice_aliases={"x": 3}), "t")
     ok = parse(tts(voices={"amy": "/v/amy.onnx"}, voice="amy"), "t").modules[0]
     assert set(ok.options.voices) == {"amy", "en_US-joe-medium"}
 

@@ -172,6 +172,15 @@ def _module(name: str, table: Any) -> ModuleConfig:
     for declaration in (options, routes):
         for key, problem in getattr(declaration, "problems", list)():
             raise ConfigError(f"{prefix}.{key}: {problem}")
+    # Aliases checked here where the voices are known from the config (Piper's); others (a
+    # Kyutai voices folder) are checked when the module's routes are built.
+    voices = getattr(options, "voices", None)
+    for alias, target in getattr(routes, "voice_aliases", {}).items():
+        if isinstance(voices, dict) and target not in voices:
+            raise ConfigError(
+                f"{prefix}.voice_aliases.{alias}: {target!r} is not a configured voice "
+                f"(known: {', '.join(sorted(voices))})"
+            )
     return ModuleConfig(name, mtype, path, batch, options, routes)
 
 
