@@ -41,7 +41,8 @@ def wav_header(rate_hz: int, data_bytes: int = 0xFFFFFFFF) -> bytes:
 
 
 def to_s16le(pcm: np.ndarray) -> bytes:
-    return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    s16: bytes = (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return s16
 
 
 class _Sink:

@@ -21,7 +21,8 @@ import numpy as np
 from parley.bench.eval_clips import Playlist, english_clips, make_playlists, speech_end_s
 from parley.bench.unmute import pause_crossings
 from parley.bench.wer import wer
-from parley.client.asr import FRAME_SAMPLES, SAMPLE_RATE_HZ, StreamResult, transcribe_stream
+from parley.client.asr import FRAME_SAMPLES, StreamResult, transcribe_stream
+from parley.engine.backend import SAMPLE_RATE_HZ
 
 KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
 LEAD_SILENCE_S = 1.0  # sent before each stream's audio, as Kyutai's client does

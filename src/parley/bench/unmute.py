@@ -37,7 +37,6 @@ import numpy as np
 
 from parley.client.asr import (
     FRAME_SAMPLES,
-    SAMPLE_RATE_HZ,
     TranscriptWord,
     audio_message,
     connect,
@@ -45,8 +44,9 @@ from parley.client.asr import (
     marker_message,
 )
 from parley.client.errors import server_error
+from parley.engine.backend import SAMPLE_RATE_HZ
+from parley.engine.messages import ErrorMessage, Ready
 from parley.protocol import asr
-from parley.protocol.common import ErrorMessage, Ready
 
 FRAME_TIME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
 STT_DELAY_S = 0.5  # Unmute's STT_DELAY_SEC: the delay it assumes words come out with

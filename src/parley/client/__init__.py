@@ -27,7 +27,6 @@ from parley.client.errors import (
 from parley.client.tokens import TokenSpeech, TokenStream, speak_tokens, speak_tokens_sync
 from parley.client.tts import (
     SpeechResult,
-    SpokenWord,
     Synthesis,
     TtsStream,
     synthesize,
@@ -35,6 +34,7 @@ from parley.client.tts import (
     synthesize_once_sync,
     synthesize_sync,
 )
+from parley.engine.speech import SpokenWord
 from parley.protocol.asr import EndWord, Marker, Step, Word
 
 __all__ = [

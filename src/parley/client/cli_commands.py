@@ -21,14 +21,15 @@ from parley.client.asr import Transcript, TranscriptWord, transcribe_chunks
 from parley.client.connection import DEFAULT_API_KEY, DEFAULT_URL
 from parley.client.errors import NoFreeChannels, ParleyError
 from parley.client.sound import (
-    SAMPLE_RATE_HZ,
     NoSoundDevice,
     SpeakerPlayer,
     VirtualPlayer,
     load_sounddevice,
     write_wav,
 )
-from parley.client.tts import SpokenWord, TtsStream
+from parley.client.tts import TtsStream
+from parley.engine.backend import SAMPLE_RATE_HZ
+from parley.engine.speech import SpokenWord
 
 PROGRESS_MIN_WORDS = 30  # shorter texts are over before a progress bar would help
 
@@ -108,10 +109,11 @@ def run_transcribe(args: argparse.Namespace) -> int:
 
 def _sound_or_none(kind: str) -> object | None:
     try:
-        return load_sounddevice(kind)
+        sounddevice: object = load_sounddevice(kind)
     except NoSoundDevice as exc:
         _fail(str(exc), 2)
         return None
+    return sounddevice
 
 
 def _decode(path: Path) -> np.ndarray:

@@ -52,7 +52,8 @@ def unpack_map(data: bytes) -> dict[str, Any]:
 
 def pack(fields: dict[str, Any], single_float: bool = False) -> bytes:
     """`single_float`: floats as float32 (audio samples: half the bytes of float64)."""
-    return msgpack.packb(fields, use_bin_type=True, use_single_float=single_float)
+    packed: bytes = msgpack.packb(fields, use_bin_type=True, use_single_float=single_float)
+    return packed
 
 
 def float_array(value: Any, name: str) -> np.ndarray:

@@ -68,7 +68,7 @@ class KyutaiSttBackend(MoshiRows, RecognitionBackend):
     ) -> None:
         models = load_models(files, device, dtype, cpu_threads)
         import torch
-        from moshi.models import LMGen
+        from moshi.models.lm import LMGen
 
         self.files = files
         self.device = device

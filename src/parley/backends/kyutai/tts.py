@@ -95,7 +95,7 @@ class KyutaiTtsBackend(MoshiRows, SpeechBackend):
         name: str = "tts",
     ) -> None:
         torch = prepare_torch(device, cpu_threads)
-        from moshi.models import LMGen
+        from moshi.models.lm import LMGen
         from moshi.models.tts import TTSModel
 
         self.files = files
