@@ -142,6 +142,10 @@ class Module:
         finally:
             self._waiting.remove(ticket)
 
+    def count_error(self, kind: str) -> None:
+        """A client's error of `kind` (bad input, no free slot, ...), in the module's metric."""
+        self.metrics.errors.labels(kind=kind, **self._labels).inc()
+
     def release(self, slot: Slot) -> None:
         with self._lock:
             if self._slots[slot.index] is not slot:

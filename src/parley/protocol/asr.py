@@ -160,6 +160,7 @@ class AsrConnection:
         return Reaction(send=[encode_server(msg)], close=close)
 
     awaits_client = True  # the idle timeout always applies
+    encodes_audio = False
 
     def idle(self, timeout_s: float) -> Reaction:
         return self._fail("idle", f"no data for {timeout_s:g} s", CLOSE_NORMAL)

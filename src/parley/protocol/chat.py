@@ -25,6 +25,7 @@ MAX_AHEAD_S = 30.0  # user audio a client may send ahead of real time
 
 class ChatConnection:
     awaits_client = False  # a listener may stay silent
+    encodes_audio = True  # Opus pages out; `receive` only touches the reader's state
 
     def __init__(self) -> None:
         self._reader: Any = None

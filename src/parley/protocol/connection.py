@@ -49,6 +49,11 @@ class Connection(Protocol):
     def awaits_client(self) -> bool:
         """Whether the idle timeout applies now."""
 
+    @property
+    def encodes_audio(self) -> bool:
+        """Whether `from_session` encodes audio per frame (Opus): the adapter then calls it on a
+        codec thread (`audio/codec_pool.py`), so it must touch no state that `receive` does."""
+
     def refuse(self, message: str, kind: str = "no_free_channels") -> Reaction: ...
 
     def receive(self, data: bytes | str, now_s: float) -> Reaction: ...

@@ -99,6 +99,7 @@ class TokenConnection:
         return Reaction(push=[item])
 
     awaits_client = False  # an LLM may pause for long: no idle timeout
+    encodes_audio = False  # float32 (soxr resampling costs less than a thread hop)
 
     def idle(self, timeout_s: float) -> Reaction:
         return self.refuse(f"no tokens for {timeout_s:g} s", "idle")

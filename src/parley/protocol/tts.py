@@ -253,6 +253,11 @@ class TtsConnection:
         return Reaction(send=[frame] if frame else [])
 
     @property
+    def encodes_audio(self) -> bool:
+        """Opus formats; `from_session` only reads `fmt` (set in `start`) and the writer."""
+        return self.fmt.is_opus
+
+    @property
     def awaits_client(self) -> bool:
         """The idle timeout applies (until Eos)."""
         return not self.ended

@@ -30,6 +30,7 @@ from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
 from parley.server.route_options import ROUTE_OPTIONS
+from parley.server.services import RecognitionService, SpeechService
 from parley.server.token_socket import TokenSocket
 from parley.server.tts_routes import TtsRoutes
 
@@ -81,32 +82,34 @@ class _Wiring:
     its routes), and what the OpenAI routes and modules_info need from them."""
 
     routes: list[Any] = field(default_factory=list)
-    first_tts: TtsRoutes | None = None
-    first_asr: AsrRoutes | None = None
+    first_speech: SpeechService | None = None
+    first_recognition: RecognitionService | None = None
     public: dict[str, dict[str, Any]] = field(default_factory=dict)  # shown in modules_info
 
     def add(self, module: Module, keys: Keys, options: Any) -> None:
         role, path = module.backend.role, module.info.path
         if role == "recognition":
-            asr = AsrRoutes(module, keys, options)
+            recognition = RecognitionService(module, keys, options)
+            asr = AsrRoutes(recognition)
             self.routes += [
                 WebSocketRoute(path, asr.websocket),
                 Route(path, asr.post, methods=["POST"]),
             ]
-            self.first_asr = self.first_asr or asr
+            self.first_recognition = self.first_recognition or recognition
         elif role == "chat":
             self.routes.append(WebSocketRoute(path, ChatRoutes(module, keys).websocket))
         elif role == "speech":
-            tts = TtsRoutes(module, keys, options)
+            speech = SpeechService(module, keys, options)
+            tts = TtsRoutes(speech)
             self.routes += [
                 WebSocketRoute(path, tts.websocket),
                 Route(path, tts.post_streaming, methods=["POST"]),
             ]
-            if self.first_tts is None:
-                self.first_tts = tts
+            if self.first_speech is None:
+                self.first_speech = speech
                 self.routes.append(Route("/api/tts", tts.post_tts, methods=["POST"]))
             if options.token_socket_path:
-                socket = TokenSocket(tts, options.token_socket_auth)
+                socket = TokenSocket(speech)
                 self.routes.append(WebSocketRoute(options.token_socket_path, socket.websocket))
                 self.public[module.info.name] = {"token_socket_path": options.token_socket_path}
         else:
@@ -156,7 +159,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     wiring = _Wiring()
     for module in modules:
         wiring.add(module, keys, _route_options(config, module))
-    openai = OpenAiRoutes(keys, wiring.first_tts, wiring.first_asr)
+    openai = OpenAiRoutes(keys, wiring.first_speech, wiring.first_recognition)
     routes = [
         *wiring.routes,
         Route("/v1/audio/speech", openai.speech, methods=["POST"]),

@@ -24,20 +24,21 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from parley.audio.codec_pool import off_loop
 from parley.audio.decode import UndecodableAudio, decode_file
 from parley.audio.encode import FORMATS, StreamEncoder
 from parley.audio.stretch import tempo_stream
 from parley.engine.backend import SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
 from parley.engine.module import NoFreeSlot, Session
+from parley.engine.sessions import SynthesisFailed, recognise_recording, speech_output
 from parley.engine.speech import AudioFrame
 from parley.protocol import asr
 from parley.protocol.common import ProtocolError
-from parley.server.asr_routes import AsrRoutes, recognised
 from parley.server.auth import Keys, bearer_authorized
 from parley.server.json_body import MAX_REQUEST_TEXT_CHARS, BadBody, json_object
+from parley.server.services import RecognitionService, SpeechService
 from parley.server.session_stream import SessionStream
-from parley.server.tts_routes import SynthesisFailed, TtsRoutes, speech_messages
 from parley.server.voice_names import UnknownVoice
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,12 @@ class OpenAiRoutes:
     def __init__(
         self,
         authorized_ids: Keys,
-        tts_routes: TtsRoutes | None,
-        asr_routes: AsrRoutes | None,
+        speech: SpeechService | None,
+        recognition: RecognitionService | None,
     ) -> None:
         self.authorized_ids = authorized_ids
-        self.tts = tts_routes
-        self.asr = asr_routes
+        self.tts = speech
+        self.asr = recognition
 
     # --- helpers ---------------------------------------------------------------------------
     def _check_auth(self, request: Request) -> None:
@@ -153,7 +154,7 @@ class OpenAiRoutes:
             raise ApiError(400, "stream_format must be 'audio' or 'sse'", "stream_format")
         # `instructions` (a style prompt) has no meaning for Piper voices; it is accepted.
         try:
-            session, _ = await self.tts.open_speech(text, voice)
+            session = await self.tts.speak(text, voice)
         except ProtocolError as exc:
             raise ApiError(400, str(exc)) from None
         except NoFreeSlot:
@@ -226,7 +227,7 @@ class OpenAiRoutes:
         except UndecodableAudio as exc:
             raise ApiError(400, f"Invalid file format: {exc}", "file", "invalid_file") from None
         try:
-            session = await self.asr.module.acquire(self.asr.post_timeout_s)
+            session = await self.asr.wait_for_slot()
         except NoFreeSlot:
             raise ApiError(
                 503, "all speech-to-text channels are busy", code="no_free_channels"
@@ -253,8 +254,8 @@ class OpenAiRoutes:
                 return JSONResponse({"object": "list", "data": []})
             aliases = self.tts.voice_names.alias_table()
             data = [
-                {"id": v, "object": "voice", "default": v == self.tts.default_voice}
-                for v in sorted(self.tts.voices)
+                {"id": v, "object": "voice", "default": v == self.tts.backend.default_voice}
+                for v in sorted(self.tts.backend.voices)
             ] + [
                 {"id": a, "object": "voice", "alias_of": target}
                 for a, target in sorted(aliases.items())
@@ -272,11 +273,11 @@ async def _speech_pcm(session: Session, speed: float) -> AsyncGenerator[np.ndarr
     length is exactly 1/speed: Piper's own `length_scale` moves the length much less than
     asked (0.5 gives ~0.63x, as every phoneme keeps at least one frame)."""
     stretch = tempo_stream(SAMPLE_RATE_HZ, speed) if speed != 1.0 else None
-    async for msg in speech_messages(session):
+    async for msg in speech_output(session):
         if isinstance(msg, AudioFrame):
-            yield msg.pcm if stretch is None else stretch.push(msg.pcm)
+            yield msg.pcm if stretch is None else await off_loop(stretch.push, msg.pcm)
     if stretch is not None:
-        yield stretch.finish()
+        yield await off_loop(stretch.finish)
 
 
 async def _speech_audio(
@@ -284,10 +285,10 @@ async def _speech_audio(
 ) -> AsyncIterator[bytes]:
     try:
         async for pcm in audio:
-            data = encoder.encode(pcm)
+            data = await off_loop(encoder.encode, pcm)
             if data:
                 yield data
-        tail = encoder.finish()
+        tail = await off_loop(encoder.finish)
         if tail:
             yield tail
     except SynthesisFailed:  # the status line is out; a truncated stream is all we can do
@@ -307,10 +308,10 @@ async def _speech_sse(
     try:
         async for pcm in audio:
             chunks += 1
-            data = encoder.encode(pcm)
+            data = await off_loop(encoder.encode, pcm)
             if data:
                 yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
-        tail = encoder.finish()
+        tail = await off_loop(encoder.finish)
         if tail:
             yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(tail).decode()})
         usage = {"input_tokens": 0, "output_tokens": chunks, "total_tokens": chunks}
@@ -325,7 +326,7 @@ async def _speech_sse(
 async def _recognise(session: Session, pcm: np.ndarray) -> AsyncIterator[dict[str, Any]]:
     """Words `{"word","start","end"}` as the streaming recogniser commits them."""
     pending: dict[str, Any] | None = None
-    async for msg in recognised(session, pcm):
+    async for msg in recognise_recording(session, pcm):
         if isinstance(msg, asr.Word):
             if pending is not None:
                 yield pending

@@ -43,7 +43,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 def openapi_schema(api: OpenAiRoutes) -> dict[str, Any]:
     from parley.server.openai_routes import TRANSCRIPT_FORMATS
 
-    voices = sorted(api.tts.voices) if api.tts else []
+    voices = sorted(api.tts.backend.voices) if api.tts else []
     aliases = sorted(api.tts.voice_names.alias_table()) if api.tts else []
     speech_body = {
         "type": "object",

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from parley.audio.codec_pool import off_loop
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol.connection import CLOSE_NORMAL, Close, Connection, Reaction
 from parley.server.auth import Keys, is_authorized
@@ -131,7 +132,11 @@ async def _from_client(
 
 async def _to_client(ws: WebSocket, session: Session, connection: Connection) -> Reaction:
     while True:
-        reaction = connection.from_session(await session.receive())
+        msg = await session.receive()
+        if connection.encodes_audio:
+            reaction = await off_loop(connection.from_session, msg)
+        else:
+            reaction = connection.from_session(msg)
         if reaction.ends:
             return reaction
         for frame in reaction.send:
@@ -147,7 +152,7 @@ async def _send(ws: WebSocket, frame: bytes | str) -> None:
 
 async def _carry_out(ws: WebSocket, module: Module, reaction: Reaction) -> None:
     if reaction.error_kind:
-        module.metrics.errors.labels(kind=reaction.error_kind, module=module.info.name).inc()
+        module.count_error(reaction.error_kind)
     for frame in reaction.send:
         await _send(ws, frame)
     close = reaction.close

@@ -5,21 +5,21 @@ from __future__ import annotations
 from starlette.websockets import WebSocket
 
 from parley.protocol.token_socket import TokenConnection
+from parley.server.services import SpeechService
 from parley.server.sockets import serve_socket
-from parley.server.tts_routes import TtsRoutes
 
 
 class TokenSocket:
-    def __init__(self, tts_routes: TtsRoutes, require_auth: bool) -> None:
-        self.tts = tts_routes
-        self.require_auth = require_auth
+    def __init__(self, service: SpeechService) -> None:
+        self.service = service
 
     async def websocket(self, ws: WebSocket) -> None:
-        connection = TokenConnection(self.tts.backend.marks_phrases)
+        service = self.service
+        connection = TokenConnection(service.backend.marks_phrases)
         await serve_socket(
             ws,
-            self.tts.module,
-            self.tts.authorized_ids if self.require_auth else None,
+            service.module,
+            service.keys if service.options.token_socket_auth else None,
             connection,
-            lambda: connection.start(ws.query_params, self.tts.check_voice),
+            lambda: connection.start(ws.query_params, service.check_voice),
         )

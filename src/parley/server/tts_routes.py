@@ -14,87 +14,48 @@ from starlette.websockets import WebSocket
 
 from parley.audio.encode import to_s16le, wav_header
 from parley.engine.backend import SAMPLE_RATE_HZ
-from parley.engine.messages import ErrorMessage
-from parley.engine.module import Module, NoFreeSlot, Session
-from parley.engine.speech import (
-    AudioFrame,
-    EndOfText,
-    SpeechBackend,
-    SpeechConfig,
-    SpeechEnd,
-    SpokenWord,
-    TextPiece,
-)
+from parley.engine.module import NoFreeSlot
+from parley.engine.sessions import SynthesisFailed, speech_output
+from parley.engine.speech import AudioFrame, SpokenWord
 from parley.protocol import tts
 from parley.protocol.common import ProtocolError
-from parley.server.auth import Keys, is_authorized
-from parley.server.json_body import MAX_REQUEST_TEXT_CHARS, BadBody, json_object
-from parley.server.route_options import SpeechRouteOptions
+from parley.server.auth import is_authorized
+from parley.server.json_body import BadBody, json_object
+from parley.server.services import SpeechService
 from parley.server.session_stream import SessionStream
 from parley.server.sockets import serve_socket
-from parley.server.voice_names import UnknownVoice, VoiceNames
 
 log = logging.getLogger(__name__)
 
 
 class TtsRoutes:
-    def __init__(self, module: Module, authorized_ids: Keys, options: SpeechRouteOptions) -> None:
-        self.module = module
-        self.authorized_ids = authorized_ids
-        backend = module.backend
-        if not isinstance(backend, SpeechBackend):
-            raise TypeError(f"module {module.info.name} is not a text-to-speech module")
-        self.backend = backend
-        self.voices = backend.voices
-        self.default_voice = backend.default_voice
-        self.voice_names = VoiceNames(self.voices, self.default_voice, options.voice_aliases)
-        self.post_timeout_s = float(options.post_timeout_s)
-        # no message at all before Eos for this long closes the stream
-        self.idle_timeout_s = float(options.idle_timeout_s)
-        self.labels = {"module": module.info.name}
-
-    def count_error(self, kind: str) -> None:
-        self.module.metrics.errors.labels(kind=kind, **self.labels).inc()
-
-    def check_voice(self, voice: str | None) -> str:
-        """The configured voice `voice` names (see voice_names), or ProtocolError."""
-        try:
-            return self.voice_names.resolve(voice)
-        except UnknownVoice as exc:
-            raise ProtocolError(str(exc)) from None
+    def __init__(self, service: SpeechService) -> None:
+        self.service = service
 
     # --- WebSocket -------------------------------------------------------------------------
     async def websocket(self, ws: WebSocket) -> None:
-        connection = tts.TtsConnection(self.backend.takes_voice_embeddings, self.voices)
+        service = self.service
+        connection = tts.TtsConnection(
+            service.backend.takes_voice_embeddings, service.backend.voices
+        )
         await serve_socket(
             ws,
-            self.module,
-            self.authorized_ids,
+            service.module,
+            service.keys,
             connection,
-            lambda: connection.start(ws.query_params, self.check_voice),
-            self.idle_timeout_s,
+            lambda: connection.start(ws.query_params, service.check_voice),
+            # no message at all before Eos for this long closes the stream
+            float(service.options.idle_timeout_s),
         )
 
     # --- HTTP ------------------------------------------------------------------------------
     async def _read_json(self, request: Request) -> dict[str, Any] | Response:
-        if not is_authorized(request, self.authorized_ids):
+        if not is_authorized(request, self.service.keys):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         try:
             return await json_object(request)
         except BadBody as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-    async def open_speech(self, text: str, voice: str | None) -> tuple[Session, str]:
-        """A session speaking `text` (whole words); ProtocolError or NoFreeSlot if not."""
-        name = self.check_voice(voice)
-        if len(text) > MAX_REQUEST_TEXT_CHARS:
-            raise ProtocolError(f"text over {MAX_REQUEST_TEXT_CHARS} characters")
-        session = await self.module.acquire(self.post_timeout_s)
-        session.push(SpeechConfig(name))
-        for word in text.split():
-            session.push(TextPiece(word, whole_words=True))
-        session.push(EndOfText())
-        return session, name
 
     async def post_streaming(self, request: Request) -> Response:
         """`POST /api/tts_streaming {"text","voice"}` -> WAV streamed as it is synthesised."""
@@ -105,17 +66,17 @@ class TtsRoutes:
         if not isinstance(text, str) or not (voice is None or isinstance(voice, str)):
             return JSONResponse({"error": "'text' (and 'voice') must be strings"}, 400)
         try:
-            session, _ = await self.open_speech(text, voice)
+            session = await self.service.speak(text, voice)
         except ProtocolError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         except NoFreeSlot:
-            self.count_error("no_free_channels")
+            self.service.module.count_error("no_free_channels")
             return JSONResponse({"error": "no free channels"}, status_code=503)
 
         async def body() -> AsyncIterator[bytes]:
             yield wav_header(SAMPLE_RATE_HZ)
             try:
-                async for msg in speech_messages(session):
+                async for msg in speech_output(session):
                     if isinstance(msg, AudioFrame):
                         yield to_s16le(msg.pcm)
             except SynthesisFailed:  # headers are out; a short WAV is all we can do
@@ -140,17 +101,17 @@ class TtsRoutes:
         if not isinstance(stamps, bool):
             return JSONResponse({"error": "'return_timestamps' must be a boolean"}, 400)
         try:
-            session, _ = await self.open_speech(" ".join(raw), voice)
+            session = await self.service.speak(" ".join(raw), voice)
         except ProtocolError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         except NoFreeSlot:
-            self.count_error("no_free_channels")
+            self.service.module.count_error("no_free_channels")
             return JSONResponse({"error": "no free channels"}, status_code=503)
         pcm: list[np.ndarray] = []
         words: list[dict[str, Any]] = []
         try:
             async with session:
-                async for msg in speech_messages(session):
+                async for msg in speech_output(session):
                     if isinstance(msg, AudioFrame):
                         pcm.append(msg.pcm)
                     elif isinstance(msg, SpokenWord):
@@ -164,18 +125,3 @@ class TtsRoutes:
         if stamps:
             return JSONResponse({"wav": base64.b64encode(wav).decode("ascii"), "transcript": words})
         return Response(wav, media_type="audio/wav")
-
-
-class SynthesisFailed(RuntimeError):
-    pass
-
-
-async def speech_messages(session: Session) -> AsyncIterator[Any]:
-    """A session's Audio and WordTimes until its SpeechEnd; SynthesisFailed on an Error."""
-    while True:
-        msg = await session.receive()
-        if isinstance(msg, SpeechEnd):
-            return
-        if isinstance(msg, ErrorMessage):
-            raise SynthesisFailed(msg.message)
-        yield msg
