@@ -13,7 +13,7 @@ import pytest
 from parley.engine.backend import Backend
 from parley.engine.messages import ErrorMessage
 from parley.engine.module import Module, ModuleInfo, NoFreeSlot
-from parley.engine.slots import Slot
+from parley.engine.slots import MAX_OUTBOX_MESSAGES, Slot
 
 
 class FakeEchoBackend(Backend):
@@ -145,6 +145,35 @@ def test_late_output_never_reaches_the_next_occupant() -> None:
         assert await recv(second) == ("echo", "mine")
         assert second.outbox.empty()
         second.close()
+
+    asyncio.run(run())
+    module.stop()
+
+
+def test_an_unread_outbox_is_bounded_and_ends_in_one_error() -> None:
+    backend = FakeEchoBackend()
+    module = make(backend, batch=2)
+
+    async def run() -> None:
+        slow, other = module.try_acquire(), module.try_acquire()
+        await recv(slow)
+        await recv(other)
+        for i in range(MAX_OUTBOX_MESSAGES + 10):
+            slow.push(i)  # echoed, never read
+        deadline = time.monotonic() + 10
+        while slow.outbox.qsize() != 1 and time.monotonic() < deadline:  # noqa: ASYNC110 (no event for a size)
+            await asyncio.sleep(0.01)
+        assert slow.outbox.qsize() == 1
+        msg = await recv(slow)
+        assert isinstance(msg, ErrorMessage) and "too slowly" in msg.message
+        slow.push("after")
+        other.push("fine")
+        assert await recv(other) == ("echo", "fine")
+        await asyncio.sleep(0.2)
+        assert slow.outbox.empty()  # nothing more reaches the overflowed session
+        slow.close()
+        other.close()
+        assert module.used_slots == 0
 
     asyncio.run(run())
     module.stop()

@@ -200,7 +200,7 @@ def test_an_exception_in_a_session_closes_1011_and_frees_the_slot(
             ws.receive_bytes()
         assert closed.value.code == 1011
     wait_free(mods)
-    assert any("connection" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert any("channel" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     with client.websocket_connect("/api/asr-streaming") as ws:  # the next session is served
         assert msgpack.unpackb(ws.receive_bytes()) == {"type": "Ready"}
         end_with_error(ws, b"\xc1", 1003)

@@ -18,7 +18,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from parley.engine.messages import ErrorMessage
+
 _channel_ids = itertools.count(1)
+# A session whose client stops reading would otherwise grow without bound (a TTS model makes
+# audio 10x faster than real time). 4096 messages is ~4.5 min of speech with its word times
+# (~30 MB of float32 frames): far more than a client reading at any sane pace leaves waiting.
+MAX_OUTBOX_MESSAGES = 4096
 
 
 class Slot:
@@ -63,5 +69,16 @@ class Slot:
             pass
 
     def _deliver(self, message: Any) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        if self._outbox.qsize() < MAX_OUTBOX_MESSAGES:
             self._outbox.put_nowait(message)
+            return
+        # Overflow: what waits is dropped for one error the session ends on, and nothing more
+        # reaches this occupant (its route frees the slot when it reads the error).
+        self.closed = True
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        self._outbox.put_nowait(
+            ErrorMessage(f"the client reads too slowly: {MAX_OUTBOX_MESSAGES} messages waited")
+        )

@@ -165,7 +165,9 @@ class OpenAiRoutes:
         audio = _speech_pcm(session, float(speed))
         if stream_format == "sse":
             return SessionStream(session, _speech_sse(audio, encoder), "text/event-stream")
-        return SessionStream(session, _speech_audio(audio, encoder), encoder.media_type)
+        return SessionStream(
+            session, _speech_audio(audio, encoder, session.channel_id), encoder.media_type
+        )
 
     # --- transcriptions --------------------------------------------------------------------
     async def transcriptions(self, request: Request) -> Response:
@@ -281,7 +283,7 @@ async def _speech_pcm(session: Session, speed: float) -> AsyncGenerator[np.ndarr
 
 
 async def _speech_audio(
-    audio: AsyncGenerator[np.ndarray, None], encoder: StreamEncoder
+    audio: AsyncGenerator[np.ndarray, None], encoder: StreamEncoder, channel_id: int
 ) -> AsyncIterator[bytes]:
     try:
         async for pcm in audio:
@@ -291,8 +293,8 @@ async def _speech_audio(
         tail = await off_loop(encoder.finish)
         if tail:
             yield tail
-    except SynthesisFailed:  # the status line is out; a truncated stream is all we can do
-        log.warning("synthesis failed during /v1/audio/speech")
+    except SynthesisFailed as exc:  # the status line is out; a truncated stream is all we can do
+        log.warning("channel %d: synthesis failed in /v1/audio/speech: %s", channel_id, exc)
     finally:  # a client gone mid-stream: free the slot now, not when garbage is collected
         await audio.aclose()
 

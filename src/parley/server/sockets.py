@@ -4,7 +4,7 @@ Admission (401 before the upgrade), the connection's opening (a refusal, or what
 send), a slot owned by one scope, then two tasks: client frames -> `connection.receive` ->
 session, and session messages -> `connection.from_session` -> client. Whichever ends first
 ends the session; its ending reaction (an error frame, a close code) is carried out last, the
-slot is freed whatever happened, and an exception is logged once with the connection id and
+slot is freed whatever happened, and an exception is logged once with the channel id and
 reported to the client as close 1011.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -27,7 +26,6 @@ from parley.server.auth import Keys, is_authorized
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = Close(1011, "internal error")
-_connection_ids = itertools.count(1)
 
 
 async def admit(ws: WebSocket, module: Module, keys: Keys) -> bool:
@@ -52,7 +50,6 @@ async def serve_socket(
     """`opening` is the connection's start, called once the socket is accepted."""
     if not await admit(ws, module, keys):
         return
-    conn_id = next(_connection_ids)
     start = opening()
     if start.ends:
         await _carry_out(ws, module, start)
@@ -60,8 +57,12 @@ async def serve_socket(
     try:
         session = module.try_acquire()
     except NoFreeSlot:
+        log.info(
+            "%s: %s from %s refused: no free channels", module.info.name, ws.url.path, ws.client
+        )
         await _carry_out(ws, module, connection.refuse("no free channels"))
         return
+    log.info("channel %d: %s from %s", session.channel_id, ws.url.path, ws.client)
     async with session:
         for item in start.push:
             session.push(item)
@@ -77,8 +78,8 @@ async def serve_socket(
             for task in done:
                 if task.exception() is not None:
                     log.error(
-                        "connection %d (%s): %s",
-                        conn_id,
+                        "channel %d (%s): %s",
+                        session.channel_id,
                         module.info.name,
                         task.exception(),
                         exc_info=task.exception(),

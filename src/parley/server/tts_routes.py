@@ -73,14 +73,16 @@ class TtsRoutes:
             self.service.module.count_error("no_free_channels")
             return JSONResponse({"error": "no free channels"}, status_code=503)
 
+        channel = session.channel_id
+
         async def body() -> AsyncIterator[bytes]:
             yield wav_header(SAMPLE_RATE_HZ)
             try:
                 async for msg in speech_output(session):
                     if isinstance(msg, AudioFrame):
                         yield to_s16le(msg.pcm)
-            except SynthesisFailed:  # headers are out; a short WAV is all we can do
-                log.warning("synthesis failed during a streamed WAV")
+            except SynthesisFailed as exc:  # headers are out; a short WAV is all we can do
+                log.warning("channel %d: synthesis failed in a streamed WAV: %s", channel, exc)
 
         return SessionStream(session, body(), "audio/wav")
 
