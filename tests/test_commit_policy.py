@@ -48,7 +48,7 @@ def test_times_never_go_backwards() -> None:
     p = LocalAgreement()
     p.finish([TimedWord("a", 0.0, 1.0), TimedWord("b", 0.9, 0.95)])
     starts = [w.start_s for w in p.committed]
-    ends = [w.end_s for w in p.committed]
+    ends = [w.stop_s for w in p.committed]
     assert starts == sorted(starts) and all(e >= s for s, e in zip(starts, ends, strict=True))
 
 

@@ -55,7 +55,7 @@ def test_short_context_transcribes_like_full_context(decoder: WhisperDecoder, jf
     assert wer([JFK], [" ".join(w.text for w in short)]) <= 0.05
     assert wer([JFK], [" ".join(w.text for w in full)]) <= 0.05
     starts = [w.start_s for w in short]
-    assert starts == sorted(starts) and 0.0 <= starts[0] and short[-1].end_s <= 11.0
+    assert starts == sorted(starts) and 0.0 <= starts[0] and short[-1].stop_s <= 11.0
 
 
 def test_forced_prefix_returns_only_the_words_after_it(decoder: WhisperDecoder, jfk_16k) -> None:  # type: ignore[no-untyped-def]

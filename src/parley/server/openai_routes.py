@@ -16,11 +16,12 @@ import logging
 import math
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -176,23 +177,32 @@ class OpenAiRoutes:
     async def _transcriptions(self, request: Request) -> Response:
         if self.asr is None:
             raise ApiError(404, "no speech-to-text module is configured")
-        size = int(request.headers.get("content-length") or 0)
-        if size > MAX_UPLOAD_BYTES:
-            # Read (and drop) a bounded amount first: answering while the client is still
-            # sending makes it see a broken pipe instead of the 413.
-            drained = 0
-            async for chunk in request.stream():
-                drained += len(chunk)
-                if drained > 2 * MAX_UPLOAD_BYTES:
-                    break
-            raise ApiError(413, f"upload over {MAX_UPLOAD_BYTES} bytes", "file")
-        try:
-            form = await request.form(max_files=1, max_fields=50, max_part_size=MAX_UPLOAD_BYTES)
-        except Exception as exc:  # python-multipart raises several kinds
-            raise ApiError(400, f"expected a multipart/form-data body: {exc}") from None
+        form = await _upload_form(request)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(400, "'file' (an audio file) is required", "file")
+        asked = self._transcription_options(form)
+        data = await upload.read()
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, f"upload over {MAX_UPLOAD_BYTES} bytes", "file")
+        try:
+            pcm = await run_in_threadpool(decode_file, data, SAMPLE_RATE_HZ)
+        except UndecodableAudio as exc:
+            raise ApiError(400, f"Invalid file format: {exc}", "file", "invalid_file") from None
+        try:
+            session = await self.asr.wait_for_slot()
+        except NoFreeSlot:
+            raise ApiError(
+                503, "all speech-to-text channels are busy", code="no_free_channels"
+            ) from None
+        if asked.stream:
+            return SessionStream(session, _transcript_sse(session, pcm), "text/event-stream")
+        async with session:
+            words = [w async for w in _recognise(session, pcm)]
+        duration_s = len(pcm) / SAMPLE_RATE_HZ
+        return _transcript_response(words, asked.fmt, asked.granularities, duration_s)
+
+    def _transcription_options(self, form: FormData) -> _TranscriptionOptions:
         model = form.get("model")
         if not isinstance(model, str) or not model:
             raise ApiError(400, "'model' is required", "model")
@@ -203,7 +213,7 @@ class OpenAiRoutes:
             raise ApiError(
                 400, f"language {language!r} is not supported (only 'en', or 'auto')", "language"
             )
-        fmt = form.get("response_format") or "json"
+        fmt = str(form.get("response_format") or "json")
         if fmt not in TRANSCRIPT_FORMATS:
             raise ApiError(
                 400,
@@ -221,25 +231,7 @@ class OpenAiRoutes:
                     400, f"unknown timestamp granularity {g!r}", "timestamp_granularities"
                 )
         stream = str(form.get("stream") or "false").lower() == "true"
-        data = await upload.read()
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise ApiError(413, f"upload over {MAX_UPLOAD_BYTES} bytes", "file")
-        try:
-            pcm = await run_in_threadpool(decode_file, data, SAMPLE_RATE_HZ)
-        except UndecodableAudio as exc:
-            raise ApiError(400, f"Invalid file format: {exc}", "file", "invalid_file") from None
-        try:
-            session = await self.asr.wait_for_slot()
-        except NoFreeSlot:
-            raise ApiError(
-                503, "all speech-to-text channels are busy", code="no_free_channels"
-            ) from None
-        duration_s = len(pcm) / SAMPLE_RATE_HZ
-        if stream:
-            return SessionStream(session, _transcript_sse(session, pcm), "text/event-stream")
-        async with session:
-            words = [w async for w in _recognise(session, pcm)]
-        return _transcript_response(words, fmt, granularities, duration_s)
+        return _TranscriptionOptions(fmt, granularities, stream)
 
     # --- listings --------------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
@@ -265,6 +257,30 @@ class OpenAiRoutes:
             return JSONResponse({"object": "list", "data": data})
 
         return await self._guard(request, handler)
+
+
+@dataclass(frozen=True)
+class _TranscriptionOptions:
+    fmt: str  # one of TRANSCRIPT_FORMATS
+    granularities: list[str]  # "word", "segment"
+    stream: bool  # server-sent events as words are recognised
+
+
+async def _upload_form(request: Request) -> FormData:
+    size = int(request.headers.get("content-length") or 0)
+    if size > MAX_UPLOAD_BYTES:
+        # Read (and drop) a bounded amount first: answering while the client is still
+        # sending makes it see a broken pipe instead of the 413.
+        drained = 0
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > 2 * MAX_UPLOAD_BYTES:
+                break
+        raise ApiError(413, f"upload over {MAX_UPLOAD_BYTES} bytes", "file")
+    try:
+        return await request.form(max_files=1, max_fields=50, max_part_size=MAX_UPLOAD_BYTES)
+    except Exception as exc:  # python-multipart raises several kinds
+        raise ApiError(400, f"expected a multipart/form-data body: {exc}") from None
 
 
 # --- speech streaming ----------------------------------------------------------------------

@@ -41,11 +41,28 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def openapi_schema(api: OpenAiRoutes) -> dict[str, Any]:
-    from parley.server.openai_routes import TRANSCRIPT_FORMATS
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Parley OpenAI-compatible audio API", "version": parley.__version__},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/audio/speech": {"post": _speech_operation(api)},
+            "/v1/audio/transcriptions": {"post": _transcription_operation(api)},
+            "/v1/models": {"get": {"summary": "Model names", "responses": {"200": {}}}},
+            "/v1/audio/voices": {
+                "get": {"summary": "Voices and their aliases", "responses": {"200": {}}}
+            },
+        },
+    }
 
+
+def _speech_operation(api: OpenAiRoutes) -> dict[str, Any]:
     voices = sorted(api.tts.backend.voices) if api.tts else []
     aliases = sorted(api.tts.voice_names.alias_table()) if api.tts else []
-    speech_body = {
+    body = {
         "type": "object",
         "required": ["model", "input", "voice"],
         "properties": {
@@ -63,7 +80,24 @@ def openapi_schema(api: OpenAiRoutes) -> dict[str, Any]:
             "instructions": {"type": "string", "description": "accepted; Piper ignores it"},
         },
     }
-    transcription_body = {
+    audio = {f"audio/{t}": {"schema": {"type": "string", "format": "binary"}} for t in FORMATS}
+    return {
+        "summary": "Text to speech, streamed as it is synthesised",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "200": {
+                "description": "audio bytes, or SSE speech.audio.delta/done events",
+                "content": {**audio, "text/event-stream": {}},
+            },
+            **_errors(400, 401, 413, 503),
+        },
+    }
+
+
+def _transcription_operation(api: OpenAiRoutes) -> dict[str, Any]:
+    from parley.server.openai_routes import TRANSCRIPT_FORMATS
+
+    body = {
         "type": "object",
         "required": ["file", "model"],
         "properties": {
@@ -83,55 +117,15 @@ def openapi_schema(api: OpenAiRoutes) -> dict[str, Any]:
             "stream": {"type": "boolean", "default": False},
         },
     }
-    audio = {f"audio/{t}": {"schema": {"type": "string", "format": "binary"}} for t in FORMATS}
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "Parley OpenAI-compatible audio API", "version": parley.__version__},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/audio/speech": {
-                "post": {
-                    "summary": "Text to speech, streamed as it is synthesised",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": speech_body}},
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "audio bytes, or SSE speech.audio.delta/done events",
-                            "content": {**audio, "text/event-stream": {}},
-                        },
-                        **_errors(400, 401, 413, 503),
-                    },
-                }
+        "summary": "Speech to text",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}},
+        "responses": {
+            "200": {
+                "description": "json, verbose_json, text, srt, vtt, or SSE "
+                "transcript.text.delta/done events when stream=true",
+                "content": {"application/json": {}, "text/plain": {}, "text/event-stream": {}},
             },
-            "/v1/audio/transcriptions": {
-                "post": {
-                    "summary": "Speech to text",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"multipart/form-data": {"schema": transcription_body}},
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "json, verbose_json, text, srt, vtt, or SSE "
-                            "transcript.text.delta/done events when stream=true",
-                            "content": {
-                                "application/json": {},
-                                "text/plain": {},
-                                "text/event-stream": {},
-                            },
-                        },
-                        **_errors(400, 401, 413, 503),
-                    },
-                }
-            },
-            "/v1/models": {"get": {"summary": "Model names", "responses": {"200": {}}}},
-            "/v1/audio/voices": {
-                "get": {"summary": "Voices and their aliases", "responses": {"200": {}}}
-            },
+            **_errors(400, 401, 413, 503),
         },
     }

@@ -20,7 +20,7 @@ _NON_WORD = re.compile(r"[^\w']+")
 class TimedWord:
     text: str
     start_s: float
-    end_s: float
+    stop_s: float
 
 
 def _key(text: str) -> str:
@@ -47,7 +47,7 @@ class LocalAgreement:
     def window_moved(self, window_start_s: float) -> None:
         """Audio before `window_start_s` left the window: its words no longer appear."""
         self.in_window = [
-            w for w in self.in_window if w.end_s > window_start_s + OVERLAP_TOLERANCE_S
+            w for w in self.in_window if w.stop_s > window_start_s + OVERLAP_TOLERANCE_S
         ]
         if not self.in_window:
             self.pending = [w for w in self.pending if w.start_s >= window_start_s]
@@ -57,7 +57,7 @@ class LocalAgreement:
         the decoder is given them as a forced prefix, so its transcript holds only new words."""
         if not self.in_window:
             return "", 0.0
-        return " ".join(w.text for w in self.in_window), self.in_window[-1].end_s
+        return " ".join(w.text for w in self.in_window), self.in_window[-1].stop_s
 
     def _fresh(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
         return [w for w in hypothesis if _key(w.text)]
@@ -67,7 +67,7 @@ class LocalAgreement:
         for w in words:
             # Keep stream times monotonic even when alignment jitters backwards.
             start = max(w.start_s, self.committed_end_s)
-            end = max(w.end_s, start)
+            end = max(w.stop_s, start)
             word = TimedWord(w.text, start, end)
             out.append(word)
             self.committed.append(word)

@@ -387,7 +387,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             TimedWord(
                 w.text,
                 origin_s + w.start_s,
-                max(origin_s + w.start_s, min(origin_s + w.end_s, speech_end_s)),
+                max(origin_s + w.start_s, min(origin_s + w.stop_s, speech_end_s)),
             )
             for w in words
         ]
@@ -422,7 +422,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             # Never before a Step already sent (a word whose onset the VAD heard late).
             start_s = max(w.start_s, s.released_s)
             s.slot.emit(Word(w.text, round(start_s, 3)))
-            s.slot.emit(EndWord(round(max(w.end_s, start_s), 3)))
+            s.slot.emit(EndWord(round(max(w.stop_s, start_s), 3)))
         self._release_steps(s)
         # Markers reached before this final decode was taken: all their words are out now.
         for marker_id in job.markers:
@@ -466,7 +466,7 @@ class WhisperStreamingBackend(RecognitionBackend):
         long = len(s.window) > self.opts.trim_window_s * VAD_RATE_HZ
         if not (committed[-1].text.endswith((".", "?", "!")) or long):
             return
-        cut_s = committed[-1].end_s
+        cut_s = committed[-1].stop_s
         if s.policy.pending:  # an end time that overshoots would clip the next word's onset
             cut_s = min(cut_s, s.policy.pending[0].start_s - TRIM_MARGIN_S)
         cut = self._context_cut(s, cut_s, int(cut_s * VAD_RATE_HZ) - s.window_start16)

@@ -50,7 +50,7 @@ class DecodedWord:
 
     text: str
     start_s: float
-    end_s: float
+    stop_s: float
     probability: float
 
 
@@ -331,7 +331,7 @@ def _merge_words(aligned: list[dict[str, Any]], audio_s: float) -> list[DecodedW
         if words and not text.startswith(" ") and not text[:1].isalnum():
             prev = words[-1]
             words[-1] = DecodedWord(
-                prev.text + text, prev.start_s, max(prev.end_s, end), prev.probability
+                prev.text + text, prev.start_s, max(prev.stop_s, end), prev.probability
             )
             continue
         words.append(DecodedWord(text.strip(), start, end, float(w["probability"])))

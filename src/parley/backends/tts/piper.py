@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from parley import metrics
-from parley.backends.tts.piper_voice import PiperSynth, Synthesis, WordTime
+from parley.backends.tts.piper_voice import PiperSynth, Synthesis
 from parley.backends.tts.text import Phrase, PhraseBuffer
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.messages import ErrorMessage
@@ -64,7 +64,7 @@ class _Stream:
     pitch_semitones: float = 0.0
     phrases: deque[tuple[Phrase, float]] = field(default_factory=deque)  # (phrase, pitch)
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    words: deque[WordTime] = field(default_factory=deque)  # not yet sent (start in the tail)
+    words: deque[SpokenWord] = field(default_factory=deque)  # not yet sent (start in the tail)
     sent_samples: int = 0  # framed and sent
     first_audio_at: float | None = None
     ready_since: float | None = None
@@ -310,7 +310,7 @@ class PiperTtsBackend(SpeechBackend):
         metrics.TTS_AUDIO_SECONDS.labels(**self._labels).inc(len(pcm) / SAMPLE_RATE_HZ)
         offset_s = s.timeline_samples / SAMPLE_RATE_HZ
         s.words.extend(
-            WordTime(w.text, round(offset_s + w.start_s, 3), round(offset_s + w.stop_s, 3))
+            SpokenWord(w.text, round(offset_s + w.start_s, 3), round(offset_s + w.stop_s, 3))
             for w in words
         )
         s.tail = np.concatenate([s.tail, pcm.astype(np.float32, copy=False)])
@@ -334,8 +334,7 @@ class PiperTtsBackend(SpeechBackend):
             frame = s.tail[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
             frame_end_s = (s.sent_samples + len(frame)) / SAMPLE_RATE_HZ
             while s.words and s.words[0].start_s < frame_end_s:
-                w = s.words.popleft()
-                s.slot.emit(SpokenWord(w.text, w.start_s, w.stop_s))
+                s.slot.emit(s.words.popleft())
             if s.first_audio_at is None:
                 s.first_audio_at = time.monotonic()
             s.slot.emit(AudioFrame(frame.copy()))
@@ -343,8 +342,7 @@ class PiperTtsBackend(SpeechBackend):
         s.tail = s.tail[n_frames * FRAME_SAMPLES :]
         if pad:  # nothing is left to send: words said in the padding (none in practice)
             while s.words:
-                w = s.words.popleft()
-                s.slot.emit(SpokenWord(w.text, w.start_s, w.stop_s))
+                s.slot.emit(s.words.popleft())
 
     def _finish(self, s: _Stream) -> None:
         self._send_frames(s, pad=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from parley.audio.decode import resample
 from parley.engine.backend import SAMPLE_RATE_HZ
+from parley.engine.speech import SpokenWord
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,10 @@ class VoiceLoadError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class WordTime:
-    text: str
-    start_s: float
-    stop_s: float
-
-
 @dataclass
 class Synthesis:
     pcm: np.ndarray  # float32, SAMPLE_RATE_HZ, mono
-    words: list[WordTime]
+    words: list[SpokenWord]
     seconds: float  # compute time
 
 
@@ -148,7 +142,7 @@ class PiperSynth:
         spans = assign_words([s[0] for s in shapes], groups, [s[1] for s in shapes])
         rate = float(self.sample_rate_hz)
         times = [
-            WordTime(w, round(start / rate, 3), round(stop / rate, 3))
+            SpokenWord(w, round(start / rate, 3), round(stop / rate, 3))
             for w, (start, stop) in zip(words, spans, strict=True)
         ]
         return Synthesis(pcm, times, time.perf_counter() - t0)
