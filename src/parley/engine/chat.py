@@ -26,6 +26,7 @@ class ChatText:
     piece: str  # a text piece, spaces included
 
 
+ChatInput = UserAudio
 ChatOutput = ChatAudio | ChatText | ErrorMessage
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from parley import metrics
 from parley.engine.backend import FRAME_MS, Backend
 from parley.engine.messages import ErrorMessage
-from parley.engine.slots import Slot
+from parley.engine.slots import SessionInput, SessionOutput, Slot
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Session:
     the scope that owns the slot (`async with module.try_acquire() as session:`), so the slot
     is released on every path out."""
 
-    def __init__(self, module: Module, slot: Slot, outbox: asyncio.Queue[Any]) -> None:
+    def __init__(self, module: Module, slot: Slot, outbox: asyncio.Queue[SessionOutput]) -> None:
         self.module = module
         self.slot = slot
         self.outbox = outbox
@@ -51,10 +51,10 @@ class Session:
     def channel_id(self) -> int:
         return self.slot.channel_id
 
-    def push(self, item: Any) -> None:
+    def push(self, item: SessionInput) -> None:
         self.slot.push(item)
 
-    async def receive(self) -> Any:
+    async def receive(self) -> SessionOutput:
         return await self.outbox.get()
 
     def close(self) -> None:
@@ -112,7 +112,7 @@ class Module:
         with self._lock:
             for i, occupant in enumerate(self._slots):
                 if occupant is None:
-                    outbox: asyncio.Queue[Any] = asyncio.Queue()
+                    outbox: asyncio.Queue[SessionOutput] = asyncio.Queue()
                     slot = Slot(i, loop, outbox, self._wake.set)
                     self._slots[i] = slot
                     break

@@ -16,9 +16,18 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from parley.engine.messages import ErrorMessage
+
+if TYPE_CHECKING:  # the role modules import this one (through engine.backend)
+    from parley.engine.chat import ChatInput, ChatOutput
+    from parley.engine.recognition import RecognitionInput, RecognitionOutput
+    from parley.engine.speech import SpeechInput, SpeechOutput
+
+# What crosses a slot, whatever the module's role (each backend checks what it takes).
+SessionInput: TypeAlias = "RecognitionInput | SpeechInput | ChatInput"
+SessionOutput: TypeAlias = "RecognitionOutput | SpeechOutput | ChatOutput"
 
 _channel_ids = itertools.count(1)
 # A session whose client stops reading would otherwise grow without bound (a TTS model makes
@@ -34,7 +43,7 @@ class Slot:
         self,
         index: int,
         loop: asyncio.AbstractEventLoop,
-        outbox: asyncio.Queue[Any],
+        outbox: asyncio.Queue[SessionOutput],
         wake: Callable[[], None],
     ) -> None:
         self.index = index
@@ -42,24 +51,24 @@ class Slot:
         self._loop = loop
         self._outbox = outbox
         self._wake = wake
-        self._inbox: deque[Any] = deque()
+        self._inbox: deque[SessionInput] = deque()
         self._lock = threading.Lock()
         self.closed = False
 
     # --- event-loop side -------------------------------------------------------------------
-    def push(self, item: Any) -> None:
+    def push(self, item: SessionInput) -> None:
         with self._lock:
             self._inbox.append(item)
         self._wake()
 
     # --- model-thread side -----------------------------------------------------------------
-    def take_inputs(self) -> list[Any]:
+    def take_inputs(self) -> list[SessionInput]:
         with self._lock:
             items = list(self._inbox)
             self._inbox.clear()
         return items
 
-    def emit(self, message: Any) -> None:
+    def emit(self, message: SessionOutput) -> None:
         """Sends a message to this occupant's session (dropped if it has left)."""
         if self.closed:
             return
@@ -68,7 +77,7 @@ class Slot:
         except RuntimeError:  # event loop closed during shutdown
             pass
 
-    def _deliver(self, message: Any) -> None:
+    def _deliver(self, message: SessionOutput) -> None:
         if self.closed:
             return
         if self._outbox.qsize() < MAX_OUTBOX_MESSAGES:
