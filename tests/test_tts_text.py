@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parley.backends.tts.piper_voice import assign_words
-from parley.backends.tts.text import Phrase, PhraseBuffer, normalize_word
+from parley.backends.tts.text import MAX_WORD_CHARS, Phrase, PhraseBuffer, normalize_word
 
 
 def feed_words(buf: PhraseBuffer, text: str) -> list[Phrase]:
@@ -139,3 +139,26 @@ def test_assign_words_silent_word_is_a_point() -> None:
     spans = assign_words([2, 0, 2], _groups([2, 2]), [1, 0, 1])
     assert spans[1][0] == spans[1][1]
     assert spans[0] == (0, 200) and spans[2] == (250, 450)
+
+
+def test_a_run_without_spaces_is_cut_into_bounded_words_as_it_arrives() -> None:
+    """One-letter tokens with no space (an attack, or pasted data): what waits unparsed stays
+    bounded (parsing stays linear), and no word or phrase grows past its limit (a 4,000-letter
+    word took Piper to 1.9 GB)."""
+    buf = PhraseBuffer()
+    for _ in range(10_000):
+        buf.add("x")
+        assert len(buf._raw) <= MAX_WORD_CHARS
+    buf.flush()
+    phrases = buf.take_ready()
+    words = [w for p in phrases for w in p.words]
+    assert "".join(words) == "x" * 10_000
+    assert max(len(w) for w in words) == MAX_WORD_CHARS
+    assert max(len(p.text) for p in phrases) <= buf.max_phrase_chars + MAX_WORD_CHARS
+
+
+def test_a_long_message_with_many_words_parses_whole() -> None:
+    buf = PhraseBuffer()
+    buf.add("word " * 20_000, whole_words=True)
+    buf.flush()
+    assert sum(len(p.words) for p in buf.take_ready()) == 20_000

@@ -32,6 +32,9 @@ _BREAK_TAG = re.compile(
     r"<break\s+time\s*=\s*[\"']?\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*[\"']?\s*/?>", re.IGNORECASE
 )
 MAX_TAG_CHARS = 80
+# Longer runs without a space are spoken in pieces of this many characters (the longest
+# dictionary words are ~45 letters; URLs and pasted data are not words).
+MAX_WORD_CHARS = 64
 MAX_BREAK_S = 10.0
 # Articles, conjunctions and prepositions: words that lead into the word after them.
 CONNECTIVES = frozenset(
@@ -124,37 +127,38 @@ class PhraseBuffer:
 
     # ---------------------------------------------------------------------------------------
     def _parse(self, final: bool) -> None:
-        while self._raw:
-            stripped = self._raw.lstrip()
-            if not stripped:
+        # One pass with an index: what stays in `_raw` is at most an unfinished word
+        # (MAX_WORD_CHARS) or tag, so parsing is linear in the text received, however it is cut.
+        raw, pos, n = self._raw, 0, len(self._raw)
+        while True:
+            while pos < n and raw[pos].isspace():
+                pos += 1
+            if pos == n:
                 self._raw = ""
                 return
-            if stripped.startswith("<"):
-                tag = _BREAK_TAG.match(stripped)
+            if raw[pos] == "<":
+                tag = _BREAK_TAG.match(raw, pos)
                 if tag is not None:
                     value = float(tag.group(1))
                     seconds = value / 1000 if (tag.group(2) or "s").lower() == "ms" else value
                     self._current.pause_s += min(seconds, MAX_BREAK_S)
                     self._release()
-                    self._raw = stripped[tag.end() :]
+                    pos = tag.end()
                     continue
-                if not final and _could_become_tag(stripped):
-                    self._raw = stripped
+                if not final and _could_become_tag(raw[pos : pos + MAX_TAG_CHARS + 1]):
+                    self._raw = raw[pos:]
                     return  # wait for the rest of the tag
-            end = _word_end(stripped)
+            end = _word_end(raw, pos)
             if end is None:  # the last word may still grow
-                if final:
-                    self._add_word(stripped)
-                    self._raw = ""
-                elif ends_phrase(stripped) and _letter_before_punctuation(stripped):
-                    # "Hello world" + "!" from a token stream: no space will follow soon.
-                    self._add_word(stripped)
-                    self._raw = ""
-                else:
-                    self._raw = stripped
+                rest = raw[pos:]
+                if final or (ends_phrase(rest) and _letter_before_punctuation(rest)):
+                    # (not final: "Hello world" + "!" from a token stream; no space will follow)
+                    self._add_word(rest)
+                    rest = ""
+                self._raw = rest
                 return
-            self._add_word(stripped[:end])
-            self._raw = stripped[end:]
+            self._add_word(raw[pos:end])
+            pos = end
 
     def _add_word(self, raw_word: str) -> None:
         words = normalize_word(raw_word)
@@ -187,16 +191,16 @@ def _is_connective(word: str) -> bool:
     return word.strip("\"'”“()[]*").lower() in CONNECTIVES
 
 
-def _word_end(text: str) -> int | None:
-    """Index of the whitespace ending the first word of `text`, or None if it is not ended.
-
-    A `<` inside a word starts a possible break tag, so the word ends there too."""
-    for i, ch in enumerate(text):
-        if ch.isspace():
+def _word_end(text: str, start: int) -> int | None:
+    """Where the word starting at `start` ends (whitespace, or a `<` that may start a break
+    tag), or None if it may still grow. A word is cut after MAX_WORD_CHARS: one long "word"
+    would otherwise be phonemised and synthesised whole (gigabytes for a few thousand letters)."""
+    stop = min(len(text), start + MAX_WORD_CHARS)
+    for i in range(start, stop):
+        ch = text[i]
+        if ch.isspace() or (ch == "<" and i > start):
             return i
-        if ch == "<" and i > 0:
-            return i
-    return None
+    return stop if len(text) - start > MAX_WORD_CHARS else None
 
 
 def _could_become_tag(text: str) -> bool:
