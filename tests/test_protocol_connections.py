@@ -76,6 +76,10 @@ def test_asr_audio_markers_and_ignored_frames() -> None:
         (b"\xc1", 1003, "protocol"),
         (msgpack.packb({"type": "Nope"}), 1003, "protocol"),
         (msgpack.packb({"type": "Audio", "pcm": [float("inf")]}), 1003, "protocol"),
+        (msgpack.packb({"type": "Audio", "pcm": ["0.5", "0.25"]}), 1003, "protocol"),
+        (msgpack.packb({"type": "Audio", "pcm": [True, False]}), 1003, "protocol"),
+        (msgpack.packb({"type": "Marker", "id": 1e300}), 1003, "protocol"),  # cannot echo back
+        (msgpack.packb({"type": "Marker", "id": 2.5}), 1003, "protocol"),
         (b"\x00" * (MAX_MESSAGE_BYTES + 1), 1009, "too_big"),
     ],
 )
@@ -229,6 +233,8 @@ def test_token_bad_query(query: dict[str, str], needle: str) -> None:
     "frame, needle",
     [
         ("not json", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),  # RecursionError in the decoder
+        ('{"token": "x", "pitch_shift": ' + "9" * 5001 + "}", "not valid JSON"),  # int limit
         ('["token"]', "JSON object"),
         ('{"tok": "x"}', '"token"'),
         ('{"token": 5}', "must be a string"),

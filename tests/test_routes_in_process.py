@@ -33,6 +33,9 @@ from parley.engine.speech import (
 from parley.server.app import create_app
 
 
+FAULT_MARKER_ID = 666  # fault injection: answered with a Word no codec can encode
+
+
 class FakeRecognitionBackend(RecognitionBackend):
     """A `Word` per Audio message, a `Step` per message, markers echoed at once."""
 
@@ -48,6 +51,8 @@ class FakeRecognitionBackend(RecognitionBackend):
                 if isinstance(item, Audio):
                     slot.emit(Word(f"w{item.pcm.size}", 0.0))
                     slot.emit(Step(i, [0.0, 0.0, 0.0], 0))
+                elif isinstance(item, Marker) and item.id == FAULT_MARKER_ID:
+                    slot.emit(Word(object(), 0.0))  # type: ignore[arg-type]
                 elif isinstance(item, Marker):
                     slot.emit(Marker(item.id))
         return False
@@ -191,11 +196,12 @@ def test_asr_bad_message_error_close_and_slot_freed(
 def test_an_exception_in_a_session_closes_1011_and_frees_the_slot(
     open_app: tuple[TestClient, list[Module]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A marker id msgpack cannot encode back (1e300 is a whole number): the send fails."""
+    """The fake backend answers FAULT_MARKER_ID with a Word msgpack cannot encode: the send
+    task raises."""
     client, mods = open_app
     with client.websocket_connect("/api/asr-streaming") as ws:
         ws.receive_bytes()
-        ws.send_bytes(msgpack.packb({"type": "Marker", "id": 1e300}))
+        ws.send_bytes(msgpack.packb({"type": "Marker", "id": FAULT_MARKER_ID}))
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_bytes()
         assert closed.value.code == 1011
@@ -244,4 +250,24 @@ def test_token_socket_phrase_messages(open_app: tuple[TestClient, list[Module]])
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_bytes()
         assert closed.value.code == 1008
+    wait_free(mods)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # RecursionError in the JSON decoder
+        b'{"text": "hi", "n": ' + b"9" * 5001 + b"}",  # over Python's integer digit limit
+        b'{"text": "\xff"}',  # not UTF-8
+        b"x" * (4 * 100_000 + 1),  # over the body limit (a 413)
+    ],
+)
+def test_bad_json_bodies_get_a_4xx_not_a_traceback(
+    open_app: tuple[TestClient, list[Module]], body: bytes
+) -> None:
+    client, mods = open_app
+    for path in ("/api/tts", "/api/tts_streaming", "/v1/audio/speech"):
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code in (400, 413), (path, response.status_code)
+        assert response.status_code == 413 or "JSON" in response.text
     wait_free(mods)

@@ -61,9 +61,12 @@ def float_array(value: Any, name: str) -> np.ndarray:
     if not isinstance(value, list):
         raise ProtocolError(f"'{name}' must be an array of floats")
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        arr = np.asarray(value)
     except (TypeError, ValueError):
         raise ProtocolError(f"'{name}' must contain only numbers") from None
+    if arr.size and arr.dtype.kind not in "fiu":  # not "1.5" strings, not booleans
+        raise ProtocolError(f"'{name}' must contain only numbers")
+    arr = arr.astype(np.float32, copy=False)
     if arr.ndim != 1 or (arr.size and not np.isfinite(arr).all()):
         raise ProtocolError(f"'{name}' must be a flat array of finite numbers (no NaN/inf)")
     return arr
@@ -79,8 +82,11 @@ def byte_payload(value: Any, name: str) -> bytes:
 
 
 def integer(value: Any, name: str) -> int:
+    """A whole number that fits msgpack's 64 bits (it is echoed back: 1e300 would not encode)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
         raise ProtocolError(f"'{name}' must be an integer")
+    if not -(2**63) <= value < 2**63:
+        raise ProtocolError(f"'{name}' must fit in 64 bits")
     return value

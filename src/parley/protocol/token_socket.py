@@ -134,8 +134,8 @@ def parse_token_message(text: str | None) -> TextPiece | Flush:
         raise ProtocolError('expected JSON text frames ({"token": ...} or {"flush": true})')
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError:
-        raise ProtocolError("frame is not valid JSON") from None
+    except (ValueError, RecursionError):  # bad JSON, a 5,000-digit number, deep nesting
+        raise ProtocolError("frame is not valid JSON (or nested too deep)") from None
     if not isinstance(obj, dict):
         raise ProtocolError('expected a JSON object ({"token": ...} or {"flush": true})')
     if obj.get("flush") is True:

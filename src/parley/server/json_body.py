@@ -19,12 +19,14 @@ class BadBody(ValueError):
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_JSON_BYTES:
-        raise BadBody(413, "request body too large")
+    body = bytearray()
+    async for chunk in request.stream():  # bounded as it arrives: never the whole of a huge body
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise BadBody(413, "request body too large")
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, huge numbers, deep nesting
         raise BadBody(400, "body must be a JSON object") from None
     if not isinstance(data, dict):
         raise BadBody(400, "body must be a JSON object")
