@@ -32,7 +32,6 @@ from parley.engine.speech import (
 )
 from parley.server.app import create_app
 
-
 FAULT_MARKER_ID = 666  # fault injection: answered with a Word no codec can encode
 
 

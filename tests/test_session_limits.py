@@ -17,7 +17,7 @@ from parley.client.errors import Unauthorized
 from parley.client.tokens import speak_tokens
 from tests.conftest import API_KEY, Server, packaged_model_dir, serving
 
-IDLE_S = 1.5
+IDLE_S = 3.0  # long enough for a short first phrase on a loaded machine: idle = quiet both ways
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,31 @@ def test_token_socket_asks_for_a_key_when_configured(strict_server: Server) -> N
             asyncio.run(speak_tokens(["Hi."], url=url, api_key=key))
     speech = asyncio.run(speak_tokens(["Hello", " there."], url=url, api_key=API_KEY))
     assert speech.frames and len(speech.pcm) > 0.3 * speech.sample_rate
+
+
+def test_token_socket_idle_closes_and_frees_its_slot(strict_server: Server) -> None:
+    """Seed 004's socket asks for no key by default: without an idle timeout, silent clients
+    could hold every TTS slot for ever (issue 11, item 1)."""
+
+    async def silent() -> tuple[list[str | bytes], float]:
+        url = f"ws://127.0.0.1:{strict_server.port}/ws/stream"
+        got: list[str | bytes] = []
+        async with websockets.connect(url, additional_headers={"kyutai-api-key": API_KEY}) as ws:
+            await ws.send('{"token": "Hello"}')  # a word begun, never ended: no audio comes
+            start = time.monotonic()
+            try:
+                async for raw in ws:
+                    got.append(raw)
+            except websockets.ConnectionClosed:
+                pass
+            assert ws.close_code == 1008
+            return got, time.monotonic() - start
+
+    got, waited_s = asyncio.run(asyncio.wait_for(silent(), 30))
+    assert len(got) == 1 and isinstance(got[0], str)
+    assert f"no tokens for {IDLE_S:g} s" in got[0]
+    assert waited_s > IDLE_S - 0.5
+    deadline = time.monotonic() + 2.0
+    while any(used_slots(strict_server).values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(used_slots(strict_server).values())

@@ -98,7 +98,7 @@ class TokenConnection:
             return self.refuse(str(exc), "protocol")
         return Reaction(push=[item])
 
-    awaits_client = False  # an LLM may pause for long: no idle timeout
+    awaits_client = True  # quiet both ways for idle_timeout_s: closed (slots are scarce)
     encodes_audio = False  # float32 (soxr resampling costs less than a thread hop)
 
     def idle(self, timeout_s: float) -> Reaction:

@@ -11,7 +11,9 @@ from parley.engine.options import option, positive_seconds
 class RecognitionRouteOptions:
     post_timeout_s: float = option(100.0, "how long a POST waits for a free slot", positive_seconds)
     idle_timeout_s: float = option(
-        120.0, "no audio for this long: an Error, then the socket closes", positive_seconds
+        120.0,
+        "nothing sent either way for this long: an Error, then the socket closes",
+        positive_seconds,
     )
 
 
@@ -19,7 +21,9 @@ class RecognitionRouteOptions:
 class SpeechRouteOptions:
     post_timeout_s: float = option(100.0, "how long a POST waits for a free slot", positive_seconds)
     idle_timeout_s: float = option(
-        120.0, "no text before Eos for this long: an Error, then close", positive_seconds
+        120.0,
+        "quiet both ways this long (before Eos; token socket: at any time): an Error, then close",
+        positive_seconds,
     )
     token_socket_path: str = option("/ws/stream", 'seed 004\'s token socket; "" turns it off')
     token_socket_auth: bool = option(False, "ask the token socket for a key (seed 004 sends none)")

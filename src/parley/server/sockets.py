@@ -68,10 +68,11 @@ async def serve_socket(
             session.push(item)
         for frame in start.send:
             await _send(ws, frame)
+        quiet = _Quiet(asyncio.get_running_loop())
         receiver = asyncio.create_task(
-            _gone_is_none(_from_client(ws, session, connection, idle_timeout_s))
+            _gone_is_none(_from_client(ws, session, connection, idle_timeout_s, quiet))
         )
-        sender = asyncio.create_task(_gone_is_none(_to_client(ws, session, connection)))
+        sender = asyncio.create_task(_gone_is_none(_to_client(ws, session, connection, quiet)))
         ending: Reaction | None = None
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
@@ -104,17 +105,40 @@ async def _gone_is_none(task: Awaitable[Reaction | None]) -> Reaction | None:
         return None
 
 
+class _Quiet:
+    """When the socket last carried a frame, either way: idle means quiet both ways (a client
+    waiting for the audio of a long text is not idle)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.since_s = loop.time()
+
+    def touch(self) -> None:
+        self.since_s = self.loop.time()
+
+    def left_s(self, idle_timeout_s: float) -> float:
+        return self.since_s + idle_timeout_s - self.loop.time()
+
+
 async def _from_client(
-    ws: WebSocket, session: Session, connection: Connection, idle_timeout_s: float | None
+    ws: WebSocket,
+    session: Session,
+    connection: Connection,
+    idle_timeout_s: float | None,
+    quiet: _Quiet,
 ) -> Reaction | None:
-    loop = asyncio.get_running_loop()
+    loop = quiet.loop
     while True:
-        timeout = idle_timeout_s if connection.awaits_client else None
+        timeout = None
+        if idle_timeout_s is not None and connection.awaits_client:
+            timeout = quiet.left_s(idle_timeout_s)
+            if timeout <= 0:
+                return connection.idle(idle_timeout_s)
         try:
             message = await asyncio.wait_for(ws.receive(), timeout=timeout)
         except TimeoutError:
-            assert idle_timeout_s is not None
-            return connection.idle(idle_timeout_s)
+            continue  # idle only if nothing was sent meanwhile either
+        quiet.touch()
         if message["type"] == "websocket.disconnect":
             return None
         data = message.get("bytes")
@@ -131,7 +155,9 @@ async def _from_client(
             await _send(ws, frame)
 
 
-async def _to_client(ws: WebSocket, session: Session, connection: Connection) -> Reaction:
+async def _to_client(
+    ws: WebSocket, session: Session, connection: Connection, quiet: _Quiet
+) -> Reaction:
     while True:
         msg = await session.receive()
         if connection.encodes_audio:
@@ -142,6 +168,8 @@ async def _to_client(ws: WebSocket, session: Session, connection: Connection) ->
             return reaction
         for frame in reaction.send:
             await _send(ws, frame)
+        if reaction.send:
+            quiet.touch()
 
 
 async def _send(ws: WebSocket, frame: bytes | str) -> None:

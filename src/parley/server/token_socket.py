@@ -22,4 +22,5 @@ class TokenSocket:
             service.keys if service.options.token_socket_auth else None,
             connection,
             lambda: connection.start(ws.query_params, service.check_voice),
+            float(service.options.idle_timeout_s),
         )
