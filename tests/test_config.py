@@ -86,6 +86,10 @@ def test_moshi_shaped_file(tmp_path: Path) -> None:
             "authorized_ids",
         ),
         ('colour = 1\n[modules.a]\ntype = "WhisperStreaming"\n', "colour"),
+        (
+            'allowed_origins = ["example.com"]\n[modules.a]\ntype = "WhisperStreaming"\n',
+            "allowed_origins[0]",
+        ),
         ("authorized_ids = []\n", "modules"),
         ("this is = not toml [", "not valid TOML"),
     ],

@@ -270,3 +270,30 @@ def test_bad_json_bodies_get_a_4xx_not_a_traceback(
         assert response.status_code in (400, 413), (path, response.status_code)
         assert response.status_code == 413 or "JSON" in response.text
     wait_free(mods)
+
+
+def test_websockets_from_other_origins_are_refused_before_upgrade() -> None:
+    """A browser page on another site must not drive a local Parley (issue 11, item 2): a
+    browser always sends Origin; clients that are not browsers send none."""
+    mods = modules(1)
+    config = Config(
+        modules=[ModuleConfig(m.info.name, m.info.kind, m.info.path, 1) for m in mods],
+        allowed_origins=["https://app.example.com"],
+    )
+    client = TestClient(create_app(config, mods))
+    with client:
+        for path in ("/api/asr-streaming", "/ws/stream", "/api/tts_streaming"):
+            for origin in ("https://evil.example", "null", "http://testserver.evil.example"):
+                with pytest.raises(WebSocketDenialResponse) as denied:
+                    with client.websocket_connect(path, headers={"origin": origin}):
+                        pass
+                assert denied.value.status_code == 403
+        for headers in (
+            {},  # not a browser
+            {"origin": "http://testserver"},  # the server's own web page
+            {"origin": "https://app.example.com"},  # listed
+        ):
+            with client.websocket_connect("/api/asr-streaming", headers=headers) as ws:
+                assert msgpack.unpackb(ws.receive_bytes()) == {"type": "Ready"}
+                end_with_error(ws, b"\xc1", 1003)
+    wait_free(mods)

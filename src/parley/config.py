@@ -53,6 +53,9 @@ class Config:
     authorized_ids: list[str] | None = None
     modules: list[ModuleConfig] = field(default_factory=list)
     source: str = "embedded defaults"
+    # Web pages (scheme://host[:port]) that may open WebSockets besides the server's own; "*"
+    # any (server/origins.py).
+    allowed_origins: list[str] = field(default_factory=list)
 
 
 def default_config() -> Config:
@@ -104,7 +107,14 @@ def _names(kinds: tuple[type, ...]) -> str:
 
 
 def parse(data: dict[str, Any], source: str) -> Config:
-    known = {"authorized_ids", "modules", "static_dir", "log_dir", "instance_name"}
+    known = {
+        "authorized_ids",
+        "allowed_origins",
+        "modules",
+        "static_dir",
+        "log_dir",
+        "instance_name",
+    }
     for key in data:
         if key not in known:
             raise ConfigError(f"{key}: unknown top-level key (known: {', '.join(sorted(known))})")
@@ -124,7 +134,18 @@ def parse(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(f"modules.{m.name}.{key}: {path} is used by another module")
             if path:
                 paths.add(path)
-    return Config(list(ids) or None, modules, source)
+    return Config(list(ids) or None, modules, source, _origins(data.get("allowed_origins", [])))
+
+
+def _origins(value: Any) -> list[str]:
+    origins = _check("allowed_origins", value, list)
+    for i, origin in enumerate(origins):
+        _check(f"allowed_origins[{i}]", origin, str)
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigError(
+                f'allowed_origins[{i}]: {origin!r} is not an origin ("https://host[:port]", or "*")'
+            )
+    return list(origins)
 
 
 def _module(name: str, table: Any) -> ModuleConfig:

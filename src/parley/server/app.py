@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -29,6 +30,7 @@ from parley.server.auth import Keys
 from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
+from parley.server.origins import OriginCheck
 from parley.server.route_options import ROUTE_OPTIONS
 from parley.server.services import RecognitionService, SpeechService
 from parley.server.token_socket import TokenSocket
@@ -193,4 +195,8 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
             for m in modules:
                 await asyncio.to_thread(m.stop)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(OriginCheck, allowed_origins=config.allowed_origins)],
+    )
