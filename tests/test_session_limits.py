@@ -5,6 +5,7 @@ seed 004's socket ask for a key like every other route."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import websockets
 
 from parley.client.errors import Unauthorized
 from parley.client.tokens import speak_tokens
+from parley.server.http_protocol import HEADERS_TIMEOUT_S
 from tests.conftest import API_KEY, Server, packaged_model_dir, serving
 
 IDLE_S = 3.0  # long enough for a short first phrase on a loaded machine: idle = quiet both ways
@@ -122,3 +124,25 @@ def test_token_socket_idle_closes_and_frees_its_slot(strict_server: Server) -> N
     while any(used_slots(strict_server).values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(used_slots(strict_server).values())
+
+
+def test_idle_and_half_sent_connections_are_closed(strict_server: Server) -> None:
+    """Connections that never finish a request's headers (issue 11, item 6: 1,200 of them held
+    a server at its file limit) are closed after HEADERS_TIMEOUT_S; a normal client is served
+    meanwhile, and a keep-alive connection's next request gets the same deadline."""
+    silent = [socket.create_connection(("127.0.0.1", strict_server.port)) for _ in range(200)]
+    half = socket.create_connection(("127.0.0.1", strict_server.port))
+    half.sendall(b"GET /api/build_info HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    keep = socket.create_connection(("127.0.0.1", strict_server.port))
+    keep.sendall(b"GET /api/build_info HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert keep.recv(65536).startswith(b"HTTP/1.1 200")
+    keep.sendall(b"GET /api/build_info HTTP/1.1\r\n")  # the next request, half sent
+    assert strict_server.modules_info()  # served while the others hang
+    for s in (*silent, half, keep):
+        s.settimeout(HEADERS_TIMEOUT_S + 15)  # a server that never closes fails here
+        try:
+            while s.recv(65536):
+                pass  # closed: recv gives b""
+        except ConnectionResetError:
+            pass  # closed with data unread: also closed
+        s.close()

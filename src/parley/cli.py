@@ -12,6 +12,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from parley.config import ConfigError, check_exposure, load
     from parley.server.app import create_app
+    from parley.server.http_protocol import MAX_CONNECTIONS, HeadersDeadlineH11, raise_file_limit
 
     try:
         config = load(args.config)
@@ -25,6 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
         config.source,
         ", ".join(f"{m.name} ({m.type} at {m.path}, {m.batch_size} slots)" for m in config.modules),
     )
+    raise_file_limit()
     try:
         app = create_app(config)
     except (ValueError, FileNotFoundError, ImportError) as exc:
@@ -39,6 +41,8 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=20.0,
         ws_max_size=16 * 1024 * 1024,
         timeout_graceful_shutdown=5,
+        http=HeadersDeadlineH11,  # idle and half-sent requests are closed (http_protocol.py)
+        limit_concurrency=MAX_CONNECTIONS,  # beyond it: HTTP 503, not a server out of files
     )
     return 0
 
