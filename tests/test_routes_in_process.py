@@ -288,6 +288,16 @@ def test_websockets_from_other_origins_are_refused_before_upgrade() -> None:
                     with client.websocket_connect(path, headers={"origin": origin}):
                         pass
                 assert denied.value.status_code == 403
+        preflight = client.options(
+            "/v1/audio/speech",
+            headers={
+                "origin": "https://app.example.com",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
         for headers in (
             {},  # not a browser
             {"origin": "http://testserver"},  # the server's own web page
@@ -297,3 +307,14 @@ def test_websockets_from_other_origins_are_refused_before_upgrade() -> None:
                 assert msgpack.unpackb(ws.receive_bytes()) == {"type": "Ready"}
                 end_with_error(ws, b"\xc1", 1003)
     wait_free(mods)
+
+
+def test_modules_info_shows_model_paths_only_to_key_holders() -> None:
+    client, mods = app_client(["k"])
+    mods[0].info.details["model"] = "/srv/secret/models/stt.safetensors"
+    with client:
+        anonymous = client.get("/api/modules_info").json()[0]
+        keyed = client.get("/api/modules_info", headers={"kyutai-api-key": "k"}).json()[0]
+        bearer = client.get("/api/modules_info", headers={"authorization": "Bearer k"}).json()[0]
+    assert anonymous["model"] == "stt.safetensors"
+    assert keyed["model"] == bearer["model"] == "/srv/secret/models/stt.safetensors"

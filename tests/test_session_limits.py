@@ -146,3 +146,28 @@ def test_idle_and_half_sent_connections_are_closed(strict_server: Server) -> Non
         except ConnectionResetError:
             pass  # closed with data unread: also closed
         s.close()
+
+
+def test_client_faults_leave_no_errors_in_the_log(strict_server: Server) -> None:
+    """A refused key and an invalid UTF-8 text frame are the client's faults: one INFO line
+    each, not an ERROR with a traceback (issue 11, item 8)."""
+
+    async def faults() -> None:
+        url = f"ws://127.0.0.1:{strict_server.port}/api/tts_streaming?format=PcmMessagePack"
+        with pytest.raises(websockets.InvalidStatus):
+            async with websockets.connect(url, additional_headers={"kyutai-api-key": "wrong"}):
+                pass
+        async with websockets.connect(url, additional_headers={"kyutai-api-key": API_KEY}) as ws:
+            await ws.recv()  # Ready
+            ws.protocol.send_text(b"\xff\xfe")  # the client library would refuse to send this
+            ws.send_data()
+            with pytest.raises(websockets.ConnectionClosedError) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+
+    before = strict_server.log_path.read_text()
+    asyncio.run(asyncio.wait_for(faults(), 30))
+    time.sleep(0.5)
+    added = strict_server.log_path.read_text()[len(before) :]
+    assert "401" in added and "invalid UTF-8" in added
+    assert "ERROR" not in added and "Traceback" not in added, added

@@ -12,7 +12,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from parley.config import ConfigError, check_exposure, load
     from parley.server.app import create_app
-    from parley.server.http_protocol import MAX_CONNECTIONS, HeadersDeadlineH11, raise_file_limit
+    from parley.server.http_protocol import (
+        MAX_CONNECTIONS,
+        ClientFaultsAreNotErrors,
+        HeadersDeadlineH11,
+        raise_file_limit,
+    )
 
     try:
         config = load(args.config)
@@ -27,6 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         ", ".join(f"{m.name} ({m.type} at {m.path}, {m.batch_size} slots)" for m in config.modules),
     )
     raise_file_limit()
+    logging.getLogger("uvicorn.error").addFilter(ClientFaultsAreNotErrors())
     try:
         app = create_app(config)
     except (ValueError, FileNotFoundError, ImportError) as exc:

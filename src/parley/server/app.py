@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -26,7 +27,7 @@ from parley.backends.registry import BACKEND_TYPES
 from parley.config import Config
 from parley.engine.module import Module, ModuleInfo
 from parley.server.asr_routes import AsrRoutes
-from parley.server.auth import Keys
+from parley.server.auth import API_KEY_HEADER, Keys, bearer_authorized, is_authorized
 from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
@@ -118,11 +119,22 @@ class _Wiring:
             raise ModuleStartError(f"module {module.info.name}: backend declares no role")
 
 
-def _info_routes(modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes) -> list[Any]:
+def _without_paths(details: dict[str, Any]) -> dict[str, Any]:
+    """A file's name instead of its absolute path (where the models live is not for anyone)."""
+    return {
+        k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v
+        for k, v in details.items()
+    }
+
+
+def _info_routes(
+    modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes, keys: Keys
+) -> list[Any]:
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_schema(openai))
 
-    async def modules_info(_: Request) -> Response:
+    async def modules_info(request: Request) -> Response:
+        keyed = keys is None or is_authorized(request, keys) or bearer_authorized(request, keys)
         return JSONResponse(
             [
                 {
@@ -131,7 +143,7 @@ def _info_routes(modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes) -
                     "path": m.info.path,
                     "used_slots": m.used_slots,
                     "total_slots": m.batch_size,
-                    **m.info.details,
+                    **(m.info.details if keyed else _without_paths(m.info.details)),
                     **wiring.public.get(m.info.name, {}),
                 }
                 for m in modules
@@ -154,6 +166,22 @@ def _info_routes(modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes) -
     ]
 
 
+def _middleware(allowed_origins: list[str]) -> list[Middleware]:
+    """The origin check for WebSockets; for HTTP, CORS for the pages listed (browsers enforce
+    it for fetch, so with none listed only Parley's own page reads the answers)."""
+    middleware = [Middleware(OriginCheck, allowed_origins=allowed_origins)]
+    if allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", API_KEY_HEADER],
+            )
+        )
+    return middleware
+
+
 def create_app(config: Config, modules: list[Module] | None = None) -> Starlette:
     """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
     modules = modules if modules is not None else build_modules(config)
@@ -168,7 +196,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
         Route("/v1/models", openai.models),
         Route("/v1/audio/voices", openai.voices),
-        *_info_routes(modules, wiring, openai),
+        *_info_routes(modules, wiring, openai, keys),
         # Anything else is the web page (static files shipped in the package; no CDN).
         Mount("/", app=_web_page(), name="web"),
     ]
@@ -198,5 +226,5 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(OriginCheck, allowed_origins=config.allowed_origins)],
+        middleware=_middleware(config.allowed_origins),
     )

@@ -42,14 +42,18 @@ class AsrRoutes:
         size = int(request.headers.get("content-length") or 0)
         if size > MAX_POST_BYTES:
             return JSONResponse({"error": f"body over {MAX_POST_BYTES} bytes"}, status_code=413)
+        authorized = is_authorized(request, self.service.keys)
         body = bytearray()
+        received = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_POST_BYTES:
+            received += len(chunk)
+            if received > MAX_POST_BYTES:
                 return JSONResponse({"error": f"body over {MAX_POST_BYTES} bytes"}, status_code=413)
-        # Checked once the (bounded) body is read: answering before it makes clients that are
-        # still sending fail with a broken pipe instead of reading the 401.
-        if not is_authorized(request, self.service.keys):
+            if authorized:  # a stranger's upload is read and dropped, never held
+                body += chunk
+        # Answered once the body is read: answering earlier makes clients that are still
+        # sending fail with a broken pipe instead of reading the 401.
+        if not authorized:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         try:
             pcm = await run_in_threadpool(decode_file, bytes(body), SAMPLE_RATE_HZ)

@@ -1,4 +1,6 @@
-"""uvicorn's HTTP/1.1 protocol (h11) with a deadline for request headers.
+"""What Parley changes in uvicorn: a deadline for request headers, and a quieter error log.
+
+uvicorn's HTTP/1.1 protocol (h11) with a deadline for request headers.
 
 uvicorn times out a connection only between requests (keep-alive); one that never sends a
 request, or stops halfway through its headers, stays open for ever. 1,200 such connections
@@ -10,6 +12,7 @@ is closed. A WebSocket, once upgraded, is another protocol and unaffected.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -63,3 +66,26 @@ class HeadersDeadlineH11(H11Protocol):
         self._headers_deadline = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()
+
+
+class ClientFaultsAreNotErrors(logging.Filter):
+    """uvicorn's WebSocket protocol logs a client's fault as a server ERROR: a refused upgrade
+    (Parley's 401/403/404 denial responses) as "returned without completing handshake", an
+    invalid UTF-8 text frame with a traceback. Each is one line at INFO here; every real error
+    still reaches the log."""
+
+    REFUSED = "ASGI callable returned without completing handshake."
+    BAD_UTF8 = "Invalid UTF-8 sequence received from client."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message == self.REFUSED:
+            return False  # the access log already has the 401/403/404 line
+        if message == self.BAD_UTF8:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+            record.msg, record.args = (
+                "a client sent invalid UTF-8 in a text frame (closed 1007)",
+                (),
+            )
+        return True

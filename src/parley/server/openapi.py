@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import parley
-from parley.audio.encode import FORMATS
+from parley.audio.encode import FORMATS, MEDIA_TYPES
 
 if TYPE_CHECKING:
     from parley.server.openai_routes import OpenAiRoutes
@@ -80,7 +80,8 @@ def _speech_operation(api: OpenAiRoutes) -> dict[str, Any]:
             "instructions": {"type": "string", "description": "accepted; Piper ignores it"},
         },
     }
-    audio = {f"audio/{t}": {"schema": {"type": "string", "format": "binary"}} for t in FORMATS}
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    audio = {MEDIA_TYPES[fmt]: binary for fmt in FORMATS}  # what the route answers
     return {
         "summary": "Text to speech, streamed as it is synthesised",
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},

@@ -26,6 +26,7 @@ from parley.server.auth import Keys, is_authorized
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = Close(1011, "internal error")
+FINAL_WRITE_S = 5.0  # the last frames and the close, to a client that may have stopped reading
 
 
 async def admit(ws: WebSocket, module: Module, keys: Keys) -> bool:
@@ -93,8 +94,8 @@ async def serve_socket(
             for task in (receiver, sender):
                 task.cancel()
             await asyncio.gather(receiver, sender, return_exceptions=True)
-    with contextlib.suppress(Exception):  # the client may have gone already
-        await _carry_out(ws, module, ending or Reaction())
+    with contextlib.suppress(Exception):  # the client may have gone, or stopped reading
+        await asyncio.wait_for(_carry_out(ws, module, ending or Reaction()), FINAL_WRITE_S)
 
 
 async def _gone_is_none(task: Awaitable[Reaction | None]) -> Reaction | None:
