@@ -102,7 +102,7 @@ def test_reader_takes_events_cut_anywhere() -> None:
             wire(Event("custom", {"a": 1})),
         ]
     )
-    whole = EventReader().feed(stream)
+    whole = list(EventReader().feed(stream))
     assert [e.type for e in whole] == ["transcribe", "audio-chunk", "custom"]
     assert whole[0].data == {"name": "asr", "language": "en"}  # data merged from after the line
     assert whole[1].data["rate"] == 16_000 and whole[1].payload == b"\x01\x02" * 10
@@ -129,6 +129,12 @@ def test_malformed_and_oversized_events_error_and_close(raw: bytes, kind: str) -
     reaction = WyomingConnection(catalog()).receive(raw, 0.0)
     assert error_of(reaction)[0] == kind
     assert not reaction.push and reaction.open is None
+
+
+def test_events_before_a_bad_one_are_answered() -> None:
+    conn = WyomingConnection(catalog())
+    reaction = conn.receive(wire(Describe().event()) + b"garbage\n" + wire(Describe().event()), 0)
+    assert types_of(reaction) == ["info", "error"] and reaction.ends
 
 
 def test_oversized_payload_is_refused_before_it_arrives() -> None:

@@ -28,7 +28,7 @@ holds no slot between requests.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,19 +109,20 @@ class EventReader:
         self._data_bytes = 0
         self._payload_bytes = 0
 
-    def feed(self, data: bytes) -> list[WireEvent]:
+    def feed(self, data: bytes) -> Iterator[WireEvent]:
+        """The events `data` completes, one by one: those before a bad one are still given."""
         self._buffer += data
-        events: list[WireEvent] = []
         while True:
             if self._header is None and not self._read_header():
-                return events
+                return
             assert self._header is not None
             need = self._data_bytes + self._payload_bytes
             if len(self._buffer) < need:
-                return events
-            events.append(self._event(bytes(self._buffer[:need])))
+                return
+            event = self._event(bytes(self._buffer[:need]))
             del self._buffer[:need]
             self._header = None
+            yield event
 
     def _read_header(self) -> bool:
         end = self._buffer.find(b"\n")
@@ -455,12 +456,17 @@ class WyomingConnection:
                 reaction.send += step.send
                 reaction.open = reaction.open or step.open
                 reaction.release = reaction.release or step.release
-        except Refused as exc:
-            return self._fail(exc.kind, str(exc))
-        except MessageTooBig as exc:
-            return self._fail("too_big", str(exc))
         except ProtocolError as exc:
-            return self._fail("protocol", str(exc))
+            kind = exc.kind if isinstance(exc, Refused) else "protocol"
+            failed = self._fail("too_big" if isinstance(exc, MessageTooBig) else kind, str(exc))
+            # What the events before the bad one asked for still happens, then the error.
+            return Reaction(
+                reaction.push,
+                reaction.send + failed.send,
+                failed.close,
+                failed.error_kind,
+                reaction.open,
+            )
         return reaction
 
     def from_session(self, msg: Any) -> Reaction:
