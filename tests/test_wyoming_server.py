@@ -181,7 +181,7 @@ async def synthesize(client: AsyncTcpClient, text: str, voice: str | None = None
 
 
 async def read_until(client: AsyncTcpClient, last: str) -> list[Event]:
-    events = []
+    events: list[Event] = []
     while True:
         event = await client.read_event()
         assert event is not None, f"connection closed after {[e.type for e in events]}"
@@ -404,7 +404,7 @@ def test_full_house_is_an_error_and_a_dropped_client_frees_its_slot(
             heard = await transcribe(retry, s16(load_clip(CLIP)))
         for c in holders[1:]:
             await c.disconnect()
-        return refused, heard  # type: ignore[return-value]
+        return refused, heard
 
     refused, heard = run(go())
     error, closed = refused
