@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also compare first audio of /v1/audio/speech (pcm) with the moshi TTS socket",
     )
     tts.set_defaults(func=_bench)
+    from parley.bench.wyoming import add_parser as add_wyoming_bench
+
+    add_wyoming_bench(bench_sub)
     from parley.client.cli_commands import add_client_commands
 
     add_client_commands(sub)
