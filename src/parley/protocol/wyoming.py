@@ -435,7 +435,7 @@ class WyomingConnection:
 
     @property
     def module(self) -> str | None:
-        """The module of the session in progress, if any (for metrics)."""
+        """The module of the request in progress (None between requests)."""
         session = self._stt or self._tts
         return session.module if session else None
 

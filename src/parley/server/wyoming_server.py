@@ -28,6 +28,7 @@ from parley.protocol.wyoming import (
     TtsModule,
     Voice,
     WyomingConnection,
+    error_event,
 )
 from parley.server.voice_names import VoiceNames
 
@@ -86,6 +87,9 @@ class WyomingServer:
             pass  # the client left; its slot is freed below
         except Exception as exc:
             log.error("wyoming connection %d: %s", conn_id, exc, exc_info=exc)
+            with contextlib.suppress(Exception):  # the client may have gone already
+                writer.write(error_event("internal error", "internal"))
+                await writer.drain()
         finally:
             run.end_session()
             writer.close()
