@@ -191,3 +191,14 @@ def test_wyoming_table() -> None:
     for table, message in bad:
         with pytest.raises(ConfigError, match=message):
             parse({"modules": modules, "wyoming": table}, "t")
+
+
+def test_wyoming_zeroconf_needs_its_package() -> None:
+    import importlib.util
+
+    table = {"modules": {"asr": {"type": "WhisperStreaming"}}, "wyoming": {"zeroconf": True}}
+    if importlib.util.find_spec("zeroconf") is None:
+        with pytest.raises(ConfigError, match=r"wyoming.zeroconf: needs the zeroconf package"):
+            parse(table, "t")
+    else:
+        assert parse(table, "t").wyoming.zeroconf

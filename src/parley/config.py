@@ -30,6 +30,7 @@ Errors name the offending key (`modules.asr.batch_size: ...`) and stop the serve
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
@@ -169,6 +170,8 @@ def _wyoming(table: dict[str, Any], modules: list[ModuleConfig]) -> WyomingConfi
                     f"module (those are: {', '.join(sorted(served)) or 'none'})"
                 )
     zeroconf = _check("wyoming.zeroconf", table.get("zeroconf", False), bool)
+    if zeroconf and importlib.util.find_spec("zeroconf") is None:
+        raise ConfigError("wyoming.zeroconf: needs the zeroconf package (pip install zeroconf)")
     return WyomingConfig(port, host, names, zeroconf)
 
 

@@ -168,13 +168,10 @@ def _wyoming_server(config: Config, modules: list[Module]) -> WyomingServer | No
 
 
 async def _advertise(host: str, port: int) -> Any:
-    """`_wyoming._tcp` over mDNS, as the wyoming-* servers do (their `--zeroconf`)."""
-    try:
-        from wyoming.zeroconf import HomeAssistantZeroconf
-    except ImportError:
-        raise ModuleStartError(
-            "wyoming.zeroconf = true needs the zeroconf package (pip install zeroconf)"
-        ) from None
+    """`_wyoming._tcp` over mDNS, as the wyoming-* servers do (their `--zeroconf`); the config
+    has checked that the zeroconf package is installed."""
+    from wyoming.zeroconf import HomeAssistantZeroconf
+
     announcer = HomeAssistantZeroconf(port=port, host=None if host in ("0.0.0.0", "") else host)
     await announcer.register_server()
     log.info("wyoming: advertised as %s._wyoming._tcp.local.", announcer.name)
