@@ -503,7 +503,7 @@ class WyomingConnection:
                 return Reaction()  # the copy of the whole text a streaming client also sends
             return self._synthesize(data, streaming=kind == "synthesize-start")
         if kind == "synthesize-chunk":
-            tts = self._streaming_synthesis(kind)
+            self._streaming_synthesis(kind)
             return Reaction(push=[TextPiece(_text(data), whole_words=False)])
         if kind == "synthesize-stop":
             tts = self._streaming_synthesis(kind)

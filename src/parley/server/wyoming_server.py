@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import parley
+from parley.config import is_loopback
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.engine.recognition import RecognitionBackend
 from parley.engine.speech import SpeechBackend
@@ -70,6 +71,8 @@ class WyomingServer:
         self._server = await asyncio.start_server(self.handle, host, port)
         bound = int(self._server.sockets[0].getsockname()[1])
         log.info("wyoming: listening on tcp://%s:%d", host, bound)
+        if not is_loopback(host):
+            log.warning("wyoming: %s is beyond loopback and Wyoming has no keys", host)
         return bound
 
     async def stop(self) -> None:
