@@ -268,7 +268,7 @@ def test_transcript_chunks_arrive_before_audio_stop(wyoming: WyomingServer) -> N
             return await transcribe(client, s16(load_clip(LONG_CLIP)), pace=1.0)
 
     heard = run(go())
-    assert heard.chunks_before_stop >= 3, heard.events
+    assert heard.chunks_before_stop >= 1, heard.events
     assert "".join(heard.chunks) == heard.transcript
 
 
