@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +70,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(tmp: Path, config_text: str | None) -> Server:
+def start_server(tmp: Path, config_text: str | None, serve_args: Sequence[str] = ()) -> Server:
     """`config_text` None: no config file, the embedded defaults."""
-    args: list[str] = []
+    args: list[str] = [*serve_args]
     if config_text is not None:
         cfg = tmp / "parley.toml"
         cfg.write_text(config_text)
-        args = ["--config", str(cfg)]
+        args += ["--config", str(cfg)]
     port = free_port()
     log_path = tmp / "server.log"
     proc = subprocess.Popen(
@@ -109,9 +109,9 @@ def start_server(tmp: Path, config_text: str | None) -> Server:
     raise RuntimeError("server did not start:\n" + log_path.read_text())
 
 
-def serving(tmp: Path, config_text: str | None) -> Iterator[Server]:
+def serving(tmp: Path, config_text: str | None, serve_args: Sequence[str] = ()) -> Iterator[Server]:
     """A server for a fixture: `yield from serving(...)`, stopped when the fixture ends."""
-    srv = start_server(tmp, config_text)
+    srv = start_server(tmp, config_text, serve_args)
     try:
         yield srv
     finally:

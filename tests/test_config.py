@@ -170,3 +170,39 @@ def test_model_by_path(tmp_path: Path) -> None:
     assert resolve_model_path(str(copy)) == str(copy)
     with pytest.raises(ValueError, match="unknown model package"):
         resolve_model_path("package:nope")
+
+
+def test_wyoming_table() -> None:
+    modules = {
+        "asr": {"type": "WhisperStreaming"},
+        "tts": {"type": "PiperTts"},
+    }
+    assert default_config().wyoming.port is None  # no Wyoming server unless asked for
+    cfg = parse({"modules": modules, "wyoming": {"port": 10300, "modules": ["tts"]}}, "t")
+    assert (cfg.wyoming.port, cfg.wyoming.host, cfg.wyoming.modules) == (
+        10300,
+        "127.0.0.1",
+        ["tts"],
+    )
+    assert cfg.wyoming.zeroconf is False
+    bad = [
+        ({"port": 70000}, r"wyoming.port: must be between 0 and 65535"),
+        ({"port": "10300"}, r"wyoming.port: expected an integer"),
+        ({"modules": ["nope"]}, r"wyoming.modules\[0\]: 'nope' is not a speech-to-text"),
+        ({"zeroconf": "yes"}, r"wyoming.zeroconf: expected a boolean"),
+        ({"uri": "tcp://x"}, r"wyoming.uri: unknown key"),
+    ]
+    for table, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            parse({"modules": modules, "wyoming": table}, "t")
+
+
+def test_wyoming_zeroconf_needs_its_package() -> None:
+    import importlib.util
+
+    table = {"modules": {"asr": {"type": "WhisperStreaming"}}, "wyoming": {"zeroconf": True}}
+    if importlib.util.find_spec("zeroconf") is None:
+        with pytest.raises(ConfigError, match=r"wyoming.zeroconf: needs the zeroconf package"):
+            parse(table, "t")
+    else:
+        assert parse(table, "t").wyoming.zeroconf

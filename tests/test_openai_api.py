@@ -240,7 +240,9 @@ def test_models_voices_openapi(api_server: Server, client: OpenAI) -> None:
     speech = schema["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]
     assert "tts-1" in speech["application/json"]["schema"]["properties"]["model"]["enum"]
     answers = schema["paths"]["/v1/audio/speech"]["post"]["responses"]
-    assert "audio/mpeg" in answers["200"]["content"] and "audio/mp3" not in answers["200"]["content"]
+    assert (
+        "audio/mpeg" in answers["200"]["content"] and "audio/mp3" not in answers["200"]["content"]
+    )
     assert "401" in answers
 
 

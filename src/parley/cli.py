@@ -22,6 +22,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
         check_exposure(config, args.host)
+        if args.wyoming_port is not None:
+            config.wyoming.port = args.wyoming_port
+        if args.wyoming_host is not None:
+            config.wyoming.host = args.wyoming_host
     except ConfigError as exc:
         print(f"parley: bad config: {exc}", file=sys.stderr)
         return 2
@@ -71,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="TOML config file (default: embedded defaults)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--wyoming-port", type=int, help="also serve Home Assistant's Wyoming protocol (TCP)"
+    )
+    serve.add_argument(
+        "--wyoming-host", help="the Wyoming server's address (default 127.0.0.1; no keys)"
+    )
     serve.set_defaults(func=_serve)
     bench = sub.add_parser("bench", help="benchmarks against a running server")
     bench_sub = bench.add_subparsers(dest="target", required=True)
@@ -96,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also compare first audio of /v1/audio/speech (pcm) with the moshi TTS socket",
     )
     tts.set_defaults(func=_bench)
+    from parley.bench.wyoming import add_parser as add_wyoming_bench
+
+    add_wyoming_bench(bench_sub)
     from parley.client.cli_commands import add_client_commands
 
     add_client_commands(sub)

@@ -18,12 +18,19 @@ batch_size = 16
 voice = "en_US-joe-medium"                # the default voice
 voices = { amy = "/voices/en_US-amy-medium.onnx" }   # more voices by path
 token_socket_path = "/ws/stream"
+
+[wyoming]                                 # Home Assistant's protocol, beside HTTP (optional)
+port = 10300                              # or `parley serve --wyoming-port 10300`
+host = "127.0.0.1"                        # Wyoming has no keys: widen only on a trusted LAN
+modules = ["asr", "tts"]                  # default: every STT and TTS module
+zeroconf = false                          # advertise _wyoming._tcp (needs `zeroconf`)
 ```
 Errors name the offending key (`modules.asr.batch_size: ...`) and stop the server at start.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
@@ -48,11 +55,22 @@ class ModuleConfig:
 
 
 @dataclass
+class WyomingConfig:
+    """The `[wyoming]` table: a Wyoming TCP server beside HTTP when `port` is set."""
+
+    port: int | None = None  # None: no Wyoming server; 0: any free port
+    host: str = "127.0.0.1"
+    modules: list[str] | None = None  # None: every speech-to-text and text-to-speech module
+    zeroconf: bool = False  # advertise `_wyoming._tcp` over mDNS (the `zeroconf` package)
+
+
+@dataclass
 class Config:
     # None (or empty): the server asks for no key, which `check_exposure` allows on loopback only.
     authorized_ids: list[str] | None = None
     modules: list[ModuleConfig] = field(default_factory=list)
     source: str = "embedded defaults"
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
     # Web pages (scheme://host[:port]) that may open WebSockets besides the server's own; "*"
     # any (server/origins.py).
     allowed_origins: list[str] = field(default_factory=list)
@@ -114,6 +132,7 @@ def parse(data: dict[str, Any], source: str) -> Config:
         "static_dir",
         "log_dir",
         "instance_name",
+        "wyoming",
     }
     for key in data:
         if key not in known:
@@ -134,7 +153,9 @@ def parse(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(f"modules.{m.name}.{key}: {path} is used by another module")
             if path:
                 paths.add(path)
-    return Config(list(ids) or None, modules, source, _origins(data.get("allowed_origins", [])))
+    wyoming = _wyoming(_check("wyoming", data.get("wyoming", {}), dict), modules)
+    origins = _origins(data.get("allowed_origins", []))
+    return Config(list(ids) or None, modules, source, wyoming, origins)
 
 
 def _origins(value: Any) -> list[str]:
@@ -146,6 +167,35 @@ def _origins(value: Any) -> list[str]:
                 f'allowed_origins[{i}]: {origin!r} is not an origin ("https://host[:port]", or "*")'
             )
     return list(origins)
+
+
+WYOMING_ROLES = ("recognition", "speech")
+
+
+def _wyoming(table: dict[str, Any], modules: list[ModuleConfig]) -> WyomingConfig:
+    from parley.backends.registry import BACKEND_TYPES
+
+    known = {"port", "host", "modules", "zeroconf"}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"wyoming.{key}: unknown key (known: {', '.join(sorted(known))})")
+    port = table.get("port")
+    if port is not None and not 0 <= _check("wyoming.port", port, int) <= 65535:
+        raise ConfigError(f"wyoming.port: must be between 0 and 65535, got {port}")
+    host = _check("wyoming.host", table.get("host", "127.0.0.1"), str)
+    names = table.get("modules")
+    if names is not None:
+        served = {m.name for m in modules if BACKEND_TYPES[m.type].role in WYOMING_ROLES}
+        for i, name in enumerate(_check("wyoming.modules", names, list)):
+            if _check(f"wyoming.modules[{i}]", name, str) not in served:
+                raise ConfigError(
+                    f"wyoming.modules[{i}]: {name!r} is not a speech-to-text or text-to-speech "
+                    f"module (those are: {', '.join(sorted(served)) or 'none'})"
+                )
+    zeroconf = _check("wyoming.zeroconf", table.get("zeroconf", False), bool)
+    if zeroconf and importlib.util.find_spec("zeroconf") is None:
+        raise ConfigError("wyoming.zeroconf: needs the zeroconf package (pip install zeroconf)")
+    return WyomingConfig(port, host, names, zeroconf)
 
 
 def _module(name: str, table: Any) -> ModuleConfig:
@@ -220,7 +270,8 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(config: Config, host: str) -> None:
     """A server that asks for no key must not be reachable from other machines: local clients
-    (VoiceMode, the seed's scripts) then need no key, and nobody else can reach it."""
+    (VoiceMode, the seed's scripts) then need no key, and nobody else can reach it. (Wyoming
+    has no keys at all: its `host` is the user's own choice, loopback unless set.)"""
     if config.authorized_ids is None and not is_loopback(host):
         raise ConfigError(
             f"authorized_ids: required to listen on {host} (beyond loopback); set "

@@ -31,7 +31,9 @@ def engine(prefix: str) -> EngineMetrics:
     """The engine metrics of modules whose names start with `prefix` (`asr` or `py`)."""
     if prefix not in _families:
         _families[prefix] = EngineMetrics(
-            connections=Counter(f"{prefix}_connect", "WebSocket connections accepted", ["module"]),
+            connections=Counter(
+                f"{prefix}_connect", "Sessions opened (WebSockets; Wyoming requests)", ["module"]
+            ),
             open_channels=Gauge(f"{prefix}_open_channels", "Slots in use", ["module"]),
             step_duration=Histogram(
                 f"{prefix}_model_step_duration",

@@ -32,6 +32,7 @@ class Backend(ABC):
 
     role: str = ""  # "recognition", "speech" or "chat": which sessions it serves (subclasses)
     metrics_prefix: str = "asr"  # engine metric names: moshi's `asr_*`, or `py_*` for TTS
+    attribution: tuple[str, str] = ("", "")  # the model's makers and URL (Wyoming's `info`)
     _waker: Callable[[], None] | None = None
 
     def set_waker(self, waker: Callable[[], None]) -> None:

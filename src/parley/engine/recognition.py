@@ -56,3 +56,4 @@ class RecognitionBackend(Backend):
     """An STT model: sessions of `RecognitionInput` -> `RecognitionOutput`."""
 
     role = "recognition"
+    languages: tuple[str, ...] = ("en",)  # what it transcribes (Wyoming's `info`)

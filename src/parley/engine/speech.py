@@ -97,3 +97,7 @@ class SpeechBackend(Backend):
     marks_phrases = False  # honours SpeechConfig.phrase_ends
     voices: Collection[str]  # the configured voice names
     default_voice: str
+
+    def voice_languages(self, voice: str) -> list[str]:
+        """The languages `voice` speaks (Wyoming's `info`)."""
+        return ["en"]

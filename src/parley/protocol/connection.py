@@ -30,6 +30,9 @@ class Reaction:
     send: list[bytes | str] = field(default_factory=list)  # frames to the client, in order
     close: Close | None = None  # after the frames; the session ends
     error_kind: str | None = None  # the client's error, counted in the module's metric
+    # Connections that run several sessions one after another (Wyoming):
+    open: str | None = None  # take a slot of this module before pushing the items
+    release: bool = False  # the session is over: free its slot once the frames are sent
 
     @property
     def ends(self) -> bool:

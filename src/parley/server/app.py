@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 
 import parley
 from parley.backends.registry import BACKEND_TYPES
-from parley.config import Config
+from parley.config import WYOMING_ROLES, Config
 from parley.engine.module import Module, ModuleInfo
 from parley.server.asr_routes import AsrRoutes
 from parley.server.auth import API_KEY_HEADER, Keys, bearer_authorized, is_authorized
@@ -36,6 +36,7 @@ from parley.server.route_options import ROUTE_OPTIONS
 from parley.server.services import RecognitionService, SpeechService
 from parley.server.token_socket import TokenSocket
 from parley.server.tts_routes import TtsRoutes
+from parley.server.wyoming_server import WyomingServer, catalog
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
@@ -182,6 +183,34 @@ def _middleware(allowed_origins: list[str]) -> list[Middleware]:
     return middleware
 
 
+def _wyoming_server(config: Config, modules: list[Module]) -> WyomingServer | None:
+    """The `[wyoming]` server on the modules it exposes (None when no port is set)."""
+    if config.wyoming.port is None:
+        return None
+    names = config.wyoming.modules
+    exposed = [
+        m
+        for m in modules
+        if (names is None and m.backend.role in WYOMING_ROLES)
+        or (names is not None and m.info.name in names)
+    ]
+    aliases = {
+        m.info.name: dict(getattr(_route_options(config, m), "voice_aliases", {})) for m in exposed
+    }
+    return WyomingServer(exposed, catalog(exposed, aliases))
+
+
+async def _advertise(host: str, port: int) -> Any:
+    """`_wyoming._tcp` over mDNS, as the wyoming-* servers do (their `--zeroconf`); the config
+    has checked that the zeroconf package is installed."""
+    from wyoming.zeroconf import HomeAssistantZeroconf
+
+    announcer = HomeAssistantZeroconf(port=port, host=None if host in ("0.0.0.0", "") else host)
+    await announcer.register_server()
+    log.info("wyoming: advertised as %s._wyoming._tcp.local.", announcer.name)
+    return announcer._aiozc  # noqa: SLF001 - the helper exposes no close
+
+
 def create_app(config: Config, modules: list[Module] | None = None) -> Starlette:
     """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
     modules = modules if modules is not None else build_modules(config)
@@ -201,6 +230,8 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         Mount("/", app=_web_page(), name="web"),
     ]
 
+    wyoming = _wyoming_server(config, modules)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         for m in modules:
@@ -216,10 +247,19 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
                 m.info.path,
                 m.batch_size,
             )
+        advertised = None
+        if wyoming is not None:
+            port = await wyoming.start(config.wyoming.host, config.wyoming.port or 0)
+            if config.wyoming.zeroconf:
+                advertised = await _advertise(config.wyoming.host, port)
         log.info("parley ready (config: %s)", config.source)
         try:
             yield
         finally:
+            if advertised is not None:
+                await advertised.async_close()
+            if wyoming is not None:
+                await wyoming.stop()
             for m in modules:
                 await asyncio.to_thread(m.stop)
 

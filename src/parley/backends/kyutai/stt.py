@@ -57,6 +57,9 @@ class _SlotState:
 
 
 class KyutaiSttBackend(MoshiRows, RecognitionBackend):
+    attribution = ("Kyutai", "https://github.com/kyutai-labs/delayed-streams-modeling")
+    languages = ("en", "fr")  # stt-1b-en_fr's (stt-2.6b-en: English only)
+
     def __init__(
         self,
         files: CheckpointFiles,

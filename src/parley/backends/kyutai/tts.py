@@ -78,6 +78,11 @@ class _Stream:
 
 class KyutaiTtsBackend(MoshiRows, SpeechBackend):
     metrics_prefix = "py"
+    attribution = ("Kyutai", "https://github.com/kyutai-labs/delayed-streams-modeling")
+
+    def voice_languages(self, voice: str) -> list[str]:
+        return ["en", "fr"]  # tts-1.6b-en_fr's
+
     takes_voice_embeddings = True
 
     def __init__(

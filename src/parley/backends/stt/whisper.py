@@ -123,6 +123,11 @@ class _Job:
 
 
 class WhisperStreamingBackend(RecognitionBackend):
+    attribution = (
+        "OpenAI Whisper, via faster-whisper",
+        "https://github.com/SYSTRAN/faster-whisper",
+    )
+
     def __init__(
         self,
         decoder: WhisperDecoder,
@@ -133,6 +138,7 @@ class WhisperStreamingBackend(RecognitionBackend):
     ) -> None:
         self.decoder = decoder
         self.opts = options or WhisperOptions()
+        self.languages = (self.opts.language,)
         self._vad_session = load_silero_session()
         self._streams: list[_Stream | None] = [None] * batch_size
         self._jobs: queue.Queue[list[_Job] | None] = queue.Queue()

@@ -120,6 +120,7 @@ class PiperOptions:
 
 class PiperTtsBackend(SpeechBackend):
     metrics_prefix = "py"
+    attribution = ("Piper (Open Home Foundation)", "https://github.com/OHF-Voice/piper1-gpl")
     marks_phrases = True  # honours SpeechConfig.phrase_ends
 
     def __init__(
@@ -138,6 +139,9 @@ class PiperTtsBackend(SpeechBackend):
         self._streams: list[_Stream | None] = [None] * batch_size
         self._labels = {"module": name}
         self._pool = ThreadPoolExecutor(options.cpu_threads, thread_name_prefix=f"piper-{name}")
+
+    def voice_languages(self, voice: str) -> list[str]:
+        return [self.voices[voice].language]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -105,7 +105,11 @@ class PiperSynth:
                 )
             import json
 
-            piper_config = PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
+            config_json = json.loads(config.read_text(encoding="utf-8"))
+            piper_config = PiperConfig.from_dict(config_json)
+            # e.g. "en_US" (voices.json's language code), else espeak's "en-us"
+            language = (config_json.get("language") or {}).get("code")
+            self.language = str(language or piper_config.espeak_voice)
         except Exception as exc:
             raise VoiceLoadError(f"voice {name}: cannot load {model}: {exc}") from exc
         self._voices = {t: PiperVoice(session=x, config=piper_config) for t, x in sessions.items()}
