@@ -32,7 +32,7 @@ from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
 from parley.server.origins import OriginCheck
-from parley.server.route_options import ROUTE_OPTIONS
+from parley.server.route_options import ROUTE_OPTIONS, SpeechRouteOptions
 from parley.server.services import RecognitionService, SpeechService
 from parley.server.token_socket import TokenSocket
 from parley.server.tts_routes import TtsRoutes
@@ -194,9 +194,11 @@ def _wyoming_server(config: Config, modules: list[Module]) -> WyomingServer | No
         if (names is None and m.backend.role in WYOMING_ROLES)
         or (names is not None and m.info.name in names)
     ]
-    aliases = {
-        m.info.name: dict(getattr(_route_options(config, m), "voice_aliases", {})) for m in exposed
-    }
+    aliases: dict[str, dict[str, str]] = {}
+    for m in exposed:
+        options = _route_options(config, m)
+        if isinstance(options, SpeechRouteOptions):
+            aliases[m.info.name] = dict(options.voice_aliases)
     return WyomingServer(exposed, catalog(exposed, aliases))
 
 
