@@ -34,6 +34,10 @@ _channel_ids = itertools.count(1)
 # audio 10x faster than real time). 4096 messages is ~4.5 min of speech with its word times
 # (~30 MB of float32 frames): far more than a client reading at any sane pace leaves waiting.
 MAX_OUTBOX_MESSAGES = 4096
+# Backpressure: a backend that can pause a session (speech) makes nothing more for a slot whose
+# client has this many messages unread (~17 s of speech with its word times), and goes on once
+# it reads. A client reading at the pace it plays is then never near MAX_OUTBOX_MESSAGES.
+PAUSE_AT_UNREAD_MESSAGES = 256
 
 
 class Slot:
@@ -62,6 +66,15 @@ class Slot:
         self._wake()
 
     # --- model-thread side -----------------------------------------------------------------
+    @property
+    def unread(self) -> int:
+        """Messages delivered to the session and not yet taken by its route."""
+        return self._outbox.qsize()
+
+    @property
+    def backed_up(self) -> bool:
+        return self.unread >= PAUSE_AT_UNREAD_MESSAGES
+
     def take_inputs(self) -> list[SessionInput]:
         with self._lock:
             items = list(self._inbox)

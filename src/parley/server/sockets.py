@@ -20,13 +20,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from parley.audio.codec_pool import off_loop
 from parley.engine.module import Module, NoFreeSlot, Session
-from parley.protocol.connection import CLOSE_NORMAL, Close, Connection, Reaction
+from parley.protocol.connection import CLOSE_NORMAL, CLOSE_POLICY, Close, Connection, Reaction
 from parley.server.auth import Keys, is_authorized
 
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = Close(1011, "internal error")
 FINAL_WRITE_S = 5.0  # the last frames and the close, to a client that may have stopped reading
+# A frame that cannot be written for this long: the client has stopped reading (while still
+# answering pings, or the ping timeout would have closed it), and its slot is wanted.
+STALLED_SEND_S = 60.0
+STALLED = Close(CLOSE_POLICY, "the client stopped reading")
 
 
 async def admit(ws: WebSocket, module: Module, keys: Keys) -> bool:
@@ -168,7 +172,10 @@ async def _to_client(
         if reaction.ends:
             return reaction
         for frame in reaction.send:
-            await _send(ws, frame)
+            try:
+                await asyncio.wait_for(_send(ws, frame), STALLED_SEND_S)
+            except TimeoutError:
+                return Reaction(close=STALLED, error_kind="stalled")
         if reaction.send:
             quiet.touch()
 

@@ -243,9 +243,14 @@ class KyutaiTtsBackend(MoshiRows, SpeechBackend):
         lookahead = self.machine.second_stream_ahead
         for b, s in enumerate(self._streams):
             self._active[b] = bool(
-                s is not None and not s.done and ready_to_step(s.state, s.complete, lookahead)
+                s is not None
+                and not s.done
+                and not s.slot.backed_up
+                and ready_to_step(s.state, s.complete, lookahead)
             )
-            if s is not None and not s.done and not self._active[b] and s.state.entries:
+            if s is None or s.done or s.slot.backed_up:
+                continue
+            if not self._active[b] and s.state.entries:
                 metrics.TTS_MISSING_WORDS_STEPS.labels(**self._labels).inc()
         metrics.TTS_TOTAL_STEPS.labels(**self._labels).inc()
         if not any(self._active):

@@ -194,7 +194,11 @@ class PiperTtsBackend(SpeechBackend):
                 metrics.TTS_MISSING_WORDS_STEPS.labels(**self._labels).inc()
         in_flight = sum(1 for s in live if s.in_flight is not None)
         waiting = sorted(
-            (s for s in live if s.phrases and s.in_flight is None and not s.done),
+            (
+                s
+                for s in live
+                if s.phrases and s.in_flight is None and not s.done and not s.slot.backed_up
+            ),
             key=lambda s: s.deadline(),
         )
         chosen = waiting[: max(0, self.options.cpu_threads - in_flight)]
