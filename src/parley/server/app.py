@@ -29,6 +29,7 @@ from parley.server.auth import Keys
 from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
+from parley.server.realtime_routes import RealtimeRoutes
 from parley.server.route_options import ROUTE_OPTIONS
 from parley.server.token_socket import TokenSocket
 from parley.server.tts_routes import TtsRoutes
@@ -161,6 +162,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         *wiring.routes,
         Route("/v1/audio/speech", openai.speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
+        WebSocketRoute("/v1/realtime", RealtimeRoutes(openai).websocket),
         Route("/v1/models", openai.models),
         Route("/v1/audio/voices", openai.voices),
         *_info_routes(modules, wiring, openai),
