@@ -1,6 +1,7 @@
 """The OpenAI Realtime transcription connection on messages alone: every client event, every
 error, and the events each recogniser output turns into. Server events are checked against the
-`openai` SDK's own types (pydantic validation of `RealtimeServerEvent`), not only by name."""
+`openai` SDK's own types (pydantic validation of `RealtimeServerEvent`), not only by name. Then
+the route in-process (Starlette's TestClient, fake backends): keys, subprotocol, full house."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import pytest
 from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
+from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
 
+from parley.config import Config, ModuleConfig
 from parley.engine.messages import ErrorMessage, Ready
+from parley.engine.module import Module
 from parley.engine.recognition import Audio, EndWord, Marker, Step, VadSettings, Word
 from parley.protocol.connection import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Reaction
 from parley.protocol.realtime import (
@@ -24,6 +28,10 @@ from parley.protocol.realtime import (
     ULAW_TABLE,
     RealtimeConnection,
 )
+from parley.server.app import create_app
+from parley.server.route_options import RecognitionRouteOptions
+from tests.test_routes_in_process import modules as fake_modules
+from tests.test_routes_in_process import wait_free
 
 KNOWN = ("whisper-1", "gpt-4o-transcribe", "gpt-realtime-whisper")
 GA_EVENTS: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
@@ -249,7 +257,10 @@ def test_audio_too_far_ahead_of_real_time_closes() -> None:
 def test_pcm16_is_pushed_as_24_khz_float() -> None:
     conn = started()
     samples = np.array([0, 16384, -32768, 32767], "<i2")
-    event = {"type": "input_audio_buffer.append", "audio": base64.b64encode(samples.tobytes()).decode()}
+    event = {
+        "type": "input_audio_buffer.append",
+        "audio": base64.b64encode(samples.tobytes()).decode(),
+    }
     (audio,) = send(conn, event).push
     assert isinstance(audio, Audio)
     np.testing.assert_allclose(audio.pcm, samples / 32768)
@@ -429,3 +440,105 @@ def test_fatal_ends_full_house_idle_and_recogniser_failure() -> None:
     assert error_of(idle)["code"] == "idle_timeout" and idle.ends
     failed = conn.from_session(ErrorMessage("decoder crashed"))
     assert error_of(failed)["message"] == "decoder crashed" and failed.ends
+
+
+# --- the route in-process, on the fake backends of tests/test_routes_in_process.py ----------
+IDLE_S = 0.3  # every session here is ended by the server (see `end_with_error` there)
+
+
+def realtime_app(keys: list[str] | None, batch: int = 1) -> tuple[TestClient, list[Module]]:
+    mods = fake_modules(batch)
+    options = RecognitionRouteOptions(idle_timeout_s=IDLE_S)
+    config = Config(
+        authorized_ids=keys,
+        modules=[
+            ModuleConfig(m.info.name, m.info.kind, m.info.path, batch, routes=r)
+            for m, r in zip(mods, [options, None], strict=True)
+        ],
+    )
+    return TestClient(create_app(config, mods)), mods
+
+
+def until_closed(ws: WebSocketTestSession) -> tuple[list[dict[str, Any]], int]:
+    """The events until the server closes the socket, and the close code."""
+    received = []
+    while (message := ws.receive())["type"] != "websocket.close":
+        received.append(json.loads(message["text"]))
+    return received, int(message["code"])
+
+
+def test_route_keys_subprotocol_and_intent() -> None:
+    client, mods = realtime_app(["k"])
+    with client:
+        for headers in ({}, {"authorization": "Bearer wrong"}):
+            with pytest.raises(WebSocketDenialResponse) as denied:
+                with client.websocket_connect("/v1/realtime?intent=transcription", headers=headers):
+                    pass
+            assert denied.value.status_code == 401
+        bearer = {"authorization": "Bearer k"}
+        # LiveKit adds `model=` for hosts other than OpenAI's: ignored.
+        url = "/v1/realtime?intent=transcription&model=gpt-4o-mini-transcribe"
+        with client.websocket_connect(url, headers=bearer) as ws:
+            received, code = until_closed(ws)
+        assert [e["type"] for e in received] == ["session.created", "error"]
+        assert received[1]["error"]["code"] == "idle_timeout" and code == 1000
+        # The browser form: the key as a subprotocol; `realtime` is echoed back.
+        offered = ["realtime", "openai-insecure-api-key.k", "openai-beta.realtime-v1"]
+        with client.websocket_connect(
+            "/v1/realtime?intent=transcription", subprotocols=offered
+        ) as ws:
+            assert ws.accepted_subprotocol == "realtime"
+            assert until_closed(ws)[0][0]["type"] == "session.created"
+        with pytest.raises(WebSocketDenialResponse) as denied:
+            bad = ["realtime", "openai-insecure-api-key.wrong"]
+            with client.websocket_connect("/v1/realtime?intent=transcription", subprotocols=bad):
+                pass
+        assert denied.value.status_code == 401
+        # A conversation session: a clear error and a close, no slot taken.
+        with client.websocket_connect("/v1/realtime?model=gpt-realtime", headers=bearer) as ws:
+            received, code = until_closed(ws)
+        assert received[0]["error"]["code"] == "unsupported_intent" and code == 1008
+        wait_free(mods)
+
+
+def test_route_streams_words_commits_and_frees_the_slot() -> None:
+    client, mods = realtime_app(None)
+    with client:
+        with client.websocket_connect("/v1/realtime?intent=transcription") as ws:
+            assert json.loads(ws.receive_text())["type"] == "session.created"
+            pcm = np.zeros(4800, "<i2").tobytes()  # 200 ms
+            audio = base64.b64encode(pcm).decode()
+            ws.send_text(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+            ws.send_text(json.dumps({"type": "input_audio_buffer.commit"}))
+            received, code = until_closed(ws)
+        kinds = [e["type"] for e in received]
+        # The fake recogniser: a word per Audio, a Step of speech, the marker at once.
+        assert kinds == [
+            "input_audio_buffer.speech_started",
+            "conversation.item.input_audio_transcription.delta",
+            "input_audio_buffer.committed",
+            "conversation.item.added",
+            "conversation.item.input_audio_transcription.completed",
+            "error",
+        ] or kinds == [  # the commit may be read before the word comes back
+            "input_audio_buffer.committed",
+            "conversation.item.added",
+            "conversation.item.input_audio_transcription.delta",
+            "conversation.item.input_audio_transcription.completed",
+            "error",
+        ], kinds
+        assert received[-2]["transcript"] == "w4800"
+        assert code == 1000
+        wait_free(mods)
+
+
+def test_route_full_house_is_an_error_then_close() -> None:
+    client, mods = realtime_app(None, batch=1)
+    with client:
+        with client.websocket_connect("/v1/realtime?intent=transcription") as first:
+            assert json.loads(first.receive_text())["type"] == "session.created"
+            with client.websocket_connect("/v1/realtime?intent=transcription") as second:
+                received, code = until_closed(second)
+            assert received[0]["error"]["code"] == "no_free_channels" and code == 1000
+            until_closed(first)
+        wait_free(mods)
