@@ -394,11 +394,16 @@ def test_commit_completes_the_item_when_its_marker_returns() -> None:
     append(conn, 0.5)
     late = events(conn.from_session(Word("still", 0.7)))  # recognised before the marker
     assert late[0]["item_id"] == committed["item_id"] and late[0]["delta"] == " still"
-    (completed,) = events(conn.from_session(Marker(marker.id)))
+    # A word of the audio after the commit, before the marker: held for the next item.
+    assert events(conn.from_session(Word("next", 1.2))) == []
+    completed, *after = events(conn.from_session(Marker(marker.id)))
     assert completed["type"] == "conversation.item.input_audio_transcription.completed"
     assert completed["transcript"] == "before still"
     assert completed["usage"]["seconds"] == 1.0
-    after = events(conn.from_session(Word("next", 1.2)))
+    assert [e["type"] for e in after] == [
+        "input_audio_buffer.speech_started",
+        "conversation.item.input_audio_transcription.delta",
+    ]
     assert after[-1]["item_id"] != committed["item_id"] and after[-1]["delta"] == "next"
     # A second commit names the first item as its predecessor.
     second = events(send(conn, {"type": "input_audio_buffer.commit"}))
@@ -412,9 +417,10 @@ def test_clear_drops_the_words_of_the_audio_before_it() -> None:
     assert [e["type"] for e in events(clear)] == ["input_audio_buffer.cleared"]
     (marker,) = clear.push
     assert events(conn.from_session(Word("dropped", 0.3))) == []
-    assert events(conn.from_session(Marker(marker.id))) == []
-    kept = events(conn.from_session(Word("kept", 1.1)))
+    assert events(conn.from_session(Word("kept", 1.0))) == []  # after the clear: held
+    kept = events(conn.from_session(Marker(marker.id)))
     assert kept[-1]["delta"] == "kept"
+    assert events(conn.from_session(Word("too", 1.1)))[-1]["delta"] == " too"
     # The cleared audio does not count toward a commit.
     assert error_of(send(conn, {"type": "input_audio_buffer.commit"}))["code"] == (
         "input_audio_buffer_commit_empty"

@@ -14,7 +14,8 @@ the recogniser: every word of the audio before it is out when it returns, and th
 completed) or, with turn detection on, at a pause read from the recogniser's `Step.prs` (its
 VAD for Whisper; the pause heads for Kyutai): a recogniser that holds each `Step` until the
 words before it are out (both do) has sent the item's last word by then. A clear pushes a
-`Marker` too; words of the audio before it are dropped. Recoverable errors (a bad event, an
+`Marker` too; words of the audio before it are dropped. Words go to the item whose audio they
+start in (their `start_time` against the commit's place in the stream). Recoverable errors (a bad event, an
 unknown model, a commit of under 100 ms) get one `error` and the session goes on; audio too far
 ahead of real time, the idle timeout, a recogniser failure and a full house close the socket.
 """
@@ -210,6 +211,7 @@ class RealtimeConnection:
         self._resampler: Any = None  # 8 kHz G.711 -> 24 kHz, per stream
         self._item = self._new_item()
         self._pending: deque[_Pending] = deque()
+        self._held: list[Word] = []  # words of audio after the oldest pending Marker
         self._previous_item_id: str | None = None
         self._pause_frames = 0
 
@@ -372,6 +374,11 @@ class RealtimeConnection:
 
     # --- recogniser output -----------------------------------------------------------------
     def _word(self, word: Word) -> Reaction:
+        # A word belongs to the audio its start lies in: a recogniser may send words of audio
+        # after a commit before that commit's Marker (Whisper's final decode takes what it has).
+        if self._pending and word.start_time >= self._pending[0].end_s:
+            self._held.append(word)  # a later item's: sent once the earlier one completes
+            return Reaction()
         if self._pending:
             item = self._pending[0].item
             if item is None:  # cleared audio
@@ -426,9 +433,13 @@ class RealtimeConnection:
         if not self._pending or self._pending[0].marker_id != marker.id:
             return Reaction()
         done = self._pending.popleft()
-        if done.item is None:
-            return Reaction()
-        return Reaction(send=[self._completed(done.item, done.end_s)])
+        frames: list[bytes | str] = []
+        if done.item is not None:
+            frames.append(self._completed(done.item, done.end_s))
+        held, self._held = self._held, []
+        for word in held:
+            frames += self._word(word).send
+        return Reaction(send=frames)
 
     # --- events ----------------------------------------------------------------------------
     def _speech_started(self, item: _Item, start_s: float) -> list[bytes | str]:
