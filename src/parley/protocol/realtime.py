@@ -15,9 +15,10 @@ completed) or, with turn detection on, at a pause read from the recogniser's `St
 VAD for Whisper; the pause heads for Kyutai): a recogniser that holds each `Step` until the
 words before it are out (both do) has sent the item's last word by then. A clear pushes a
 `Marker` too; words of the audio before it are dropped. Words go to the item whose audio they
-start in (their `start_time` against the commit's place in the stream). Recoverable errors (a bad event, an
-unknown model, a commit of under 100 ms) get one `error` and the session goes on; audio too far
-ahead of real time, the idle timeout, a recogniser failure and a full house close the socket.
+start in (their `start_time` against the commit's place in the stream). Recoverable errors (a
+bad event, an unknown model, a commit of under 100 ms) get one `error` and the session goes
+on; audio too far ahead of real time, the idle timeout, a recogniser failure and a full house
+close the socket.
 """
 
 from __future__ import annotations
