@@ -351,17 +351,13 @@ class RealtimeConnection:
         if config.model != old.model:
             problem = self.model_problem(config.model)
             if problem:
-                param = (
-                    "session.input_audio_transcription.model"
-                    if beta
-                    else ("session.audio.input.transcription.model")
-                )
-                raise ClientError(problem, param, "model_not_found")
+                where = "input_audio_transcription" if beta else "audio.input.transcription"
+                raise ClientError(problem, f"session.{where}.model", "model_not_found")
         if config.model.startswith(CLIENT_COMMIT_MODELS) and config.turn_detection is not None:
             if _turn_given(session, beta):
                 raise ClientError(
                     f"turn_detection must be null for {config.model}: the client commits",
-                    "session.audio.input.turn_detection",
+                    "session.turn_detection" if beta else "session.audio.input.turn_detection",
                 )
             config = replace(config, turn_detection=None)
         self.config = config
