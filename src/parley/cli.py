@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     stt.add_argument(
         "--protocols",
         default="moshi",
-        help="comma-separated: moshi (/api/asr-streaming), realtime (/v1/realtime)",
+        help="comma-separated: moshi (/api/asr-streaming), realtime (/v1/realtime), together "
+        "(half the streams on each, the same audio at once)",
     )
     stt.add_argument("--no-baseline", action="store_true", help="skip offline tiny.en baseline")
     stt.set_defaults(func=_bench)

@@ -32,7 +32,8 @@ from parley.client.asr import FRAME_SAMPLES, SAMPLE_RATE_HZ, StreamResult, trans
 
 KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
 LEAD_SILENCE_S = 1.0  # sent before each stream's audio, as Kyutai's client does
-PROTOCOLS = ("moshi", "realtime")
+# "together": half the streams on each socket at once, the same audio on both.
+PROTOCOLS = ("moshi", "realtime", "together")
 
 
 @dataclass
@@ -191,6 +192,20 @@ async def _run_realtime(
     return wer([p.reference for p in playlists], [r.text for r in results]), clips
 
 
+async def _together(
+    url: str,
+    base_url: str,
+    api_key: str,
+    playlists: list[Playlist],
+    spans: dict[str, tuple[float, float]],
+) -> tuple[RunStats, tuple[float, ClipLatencies]]:
+    """The same playlists on both sockets at once: the same load, side by side."""
+    return await asyncio.gather(
+        _run(url, api_key, playlists, None, spans, False),
+        _run_realtime(base_url, api_key, playlists, spans),
+    )
+
+
 def _protocol_row(protocol: str, streams: int, wer_value: float, clips: ClipLatencies) -> str:
     cells = [
         f"{a:.2f}/{b:.2f}s"
@@ -251,6 +266,12 @@ def run_stt_bench(args: argparse.Namespace) -> int:
                 _run_realtime(base_url, args.api_key, playlists[:n], spans)
             )
             rows.append(_protocol_row("realtime", n, rt_wer, rt_clips))
+        if "together" in protocols:
+            moshi, (rt_wer, rt_clips) = asyncio.run(
+                _together(url, base_url, args.api_key, playlists[: max(1, n // 2)], spans)
+            )
+            rows.append(_protocol_row("moshi+", n, moshi.wer, moshi.clips))
+            rows.append(_protocol_row("realtime+", n, rt_wer, rt_clips))
     print("\nper clip, from the frame where its speech starts (first word) or ends (the rest):")
     print(
         f"{'protocol':>9} {'streams':>7} {'WER':>6} {'first word p50/95':>17} "
