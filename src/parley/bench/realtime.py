@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parley.bench.eval_clips import Playlist
-from parley.client.asr import FRAME_SAMPLES, SAMPLE_RATE_HZ, StreamResult
+from parley.client.asr import StreamResult
 from parley.client.connection import open_websocket
 from parley.client.errors import server_error
+from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.protocol.realtime import TurnDetection
 
 PADDING_S = TurnDetection("server_vad").prefix_padding_ms / 1000  # in audio_start_ms
