@@ -421,13 +421,14 @@ def test_pipecat_openai_realtime_stt(
     """`OpenAIRealtimeSTTService`, its defaults (model gpt-realtime-whisper, turn detection
     null): it commits on each `VADUserStoppedSpeakingFrame` (sent after each clip and
     COMMIT_AFTER_SILENCE_S of silence); its interim frames carry the deltas, which add up to
-    each final exactly."""
+    each final exactly. (Whisper's final decode has dropped the LJSpeech clip's last words here
+    once in about ten runs under load: docs/PROTOCOL.md, known limit.)"""
     env = client_env(tmp_path / "home", OPENAI_API_KEY=ANY_KEY)
     url = parley.ws.replace("/api/asr-streaming", "/v1/realtime")
     wavs = [p for _, p in stt_clips]
     python = client_python("pipecat")
-    argv = [python, CLIENTS / "pipecat_realtime.py", url, REALTIME_SPEED, *wavs]
-    argv.insert(4, str(COMMIT_AFTER_SILENCE_S))
+    silence = str(COMMIT_AFTER_SILENCE_S)
+    argv = [python, CLIENTS / "pipecat_realtime.py", url, REALTIME_SPEED, silence, *wavs]
     result = run_client(argv, env, tmp_path)
     assert not result["errors"], result
     finals, deltas = [], ""
