@@ -8,6 +8,7 @@ slots isolated from each other and reset for a new session, config errors naming
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import sys
@@ -272,3 +273,59 @@ def test_bad_paths_fail_at_start_naming_the_file(tmp_path: Path, checkpoint: Pat
         f'moshi_weight = "{missing_file}"\n',
     )
     assert str(missing_file) in err and "moshi_weight" in err
+
+
+async def realtime_session(srv: Server, pcm: np.ndarray, turn_detection: Any) -> list[Any]:
+    """OpenAI's Realtime transcription socket: the update, the audio as fast as the server
+    takes it, a commit; the events until that commit's item is completed."""
+    url = f"ws://127.0.0.1:{srv.port}/v1/realtime?intent=transcription"
+    got: list[Any] = []
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        session = {"type": "transcription", "audio": {"input": {"turn_detection": turn_detection}}}
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+        s16 = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
+        for i in range(0, len(s16), 2 * FRAME):
+            audio = base64.b64encode(s16[i : i + 2 * FRAME]).decode()
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        committed = None
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+            got.append(event)
+            assert event["type"] != "error", event
+            if event["type"] == "input_audio_buffer.committed" and got[-2]["type"] != (
+                "input_audio_buffer.speech_stopped"
+            ):
+                committed = event["item_id"]
+            if event["type"].endswith("transcription.completed") and event["item_id"] == committed:
+                return got
+
+
+@pytest.mark.parametrize("turn_detection", [None, {"type": "server_vad"}])
+def test_realtime_socket_on_kyutai(kyutai_server: Server, turn_detection: Any) -> None:
+    """The Realtime socket on a Kyutai module: deltas per word, each item's transcript equal
+    to its deltas; with server_vad, turn ends read from the pause heads (a random model's, so
+    how many is not known) and each speech_started comes before its item's turn end."""
+    events = asyncio.run(realtime_session(kyutai_server, load_clip(CLIP), turn_detection))
+    kinds = [e["type"] for e in events]
+    assert kinds[:2] == ["session.created", "session.updated"]
+    completed = [e for e in events if e["type"].endswith("transcription.completed")]
+    for done in completed:
+        deltas = [
+            e["delta"]
+            for e in events
+            if e["type"].endswith("transcription.delta") and e["item_id"] == done["item_id"]
+        ]
+        assert "".join(deltas) == done["transcript"]
+    assert any(e["type"].endswith("transcription.delta") for e in events), "no words at all"
+    if turn_detection is None:
+        assert len(completed) == 1 and not any("speech_" in k for k in kinds)
+    for stopped in (e for e in events if e["type"] == "input_audio_buffer.speech_stopped"):
+        started = [
+            e
+            for e in events
+            if e["type"] == "input_audio_buffer.speech_started"
+            and e["item_id"] == stopped["item_id"]
+        ]
+        assert len(started) == 1 and started[0]["audio_start_ms"] < stopped["audio_end_ms"]

@@ -151,7 +151,7 @@ def test_keys_refused_before_upgrade_and_unknown_paths_404() -> None:
             assert json.loads(ws.receive_text())["type"] == "ready"
             end_with_error(ws, "{", 1008)
         with pytest.raises(WebSocketDenialResponse) as missing:
-            with client.websocket_connect("/v1/realtime"):
+            with client.websocket_connect("/v1/no-such-socket"):
                 pass
         assert missing.value.status_code == 404
 

@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     stt.add_argument("--eval-dir", default="../shared/eval")
     stt.add_argument("--clips", type=int, default=6, help="clips per stream (played back to back)")
     stt.add_argument("--show-text", action="store_true", help="print each stream's transcript")
+    stt.add_argument(
+        "--protocols",
+        default="moshi",
+        help="comma-separated: moshi (/api/asr-streaming), realtime (/v1/realtime), together "
+        "(half the streams on each, the same audio at once)",
+    )
     stt.add_argument("--no-baseline", action="store_true", help="skip offline tiny.en baseline")
     stt.set_defaults(func=_bench)
     tts = bench_sub.add_parser("tts", help="N concurrent TTS streams fed word by word")

@@ -13,6 +13,7 @@ Errors reach the worker's `on_pipeline_error` and go into the JSON.
 
 import asyncio
 import wave
+from collections.abc import Awaitable, Callable
 
 from pipecat.frames.frames import (
     EndFrame,
@@ -44,7 +45,14 @@ class Sink(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-async def run(service: FrameProcessor, frames: list[Frame], params: PipelineParams) -> dict:
+async def run(
+    service: FrameProcessor,
+    frames: list[Frame],
+    params: PipelineParams,
+    feed: Callable[[PipelineWorker, Sink], Awaitable[None]] | None = None,
+) -> dict:
+    """`frames`, then `EndFrame`, queued once the pipeline has started; or `feed` queues
+    what it likes (and the `EndFrame`)."""
     sink = Sink()
     worker = PipelineWorker(Pipeline([service, sink]), params=params, cancel_on_idle_timeout=False)
     errors: list[str] = []
@@ -58,13 +66,16 @@ async def run(service: FrameProcessor, frames: list[Frame], params: PipelinePara
     async def on_error(worker, frame):  # noqa: ANN001
         errors.append(str(frame.error))
 
-    async def feed() -> None:
+    async def feed_all() -> None:
         await started.wait()
-        await worker.queue_frames([*frames, EndFrame()])
+        if feed is None:
+            await worker.queue_frames([*frames, EndFrame()])
+        else:
+            await feed(worker, sink)
 
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
-    await asyncio.wait_for(asyncio.gather(runner.run(), feed()), timeout=90)
+    await asyncio.wait_for(asyncio.gather(runner.run(), feed_all()), timeout=90)
     return {"frames": sink.frames, "errors": errors}
 
 

@@ -34,9 +34,10 @@ def english_clips(eval_dir: str | Path, max_duration_s: float = 30.0) -> list[Cl
     ]
 
 
-def speech_end_s(pcm_24k: np.ndarray) -> float:
-    """Where a clip's speech ends (s). The clips carry no word times, so this is the end of the
-    last segment Silero VAD finds offline (faster-whisper's `get_speech_timestamps`, no padding)."""
+def speech_span_s(pcm_24k: np.ndarray) -> tuple[float, float]:
+    """Where a clip's speech starts and ends (s). The clips carry no word times, so these are
+    the bounds of the segments Silero VAD finds offline (faster-whisper's
+    `get_speech_timestamps`, no padding)."""
     import soxr
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
@@ -44,8 +45,12 @@ def speech_end_s(pcm_24k: np.ndarray) -> float:
     options = VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
     segments = get_speech_timestamps(audio16, options)
     if not segments:
-        return len(pcm_24k) / SAMPLE_RATE_HZ
-    return float(segments[-1]["end"]) / 16_000
+        return 0.0, len(pcm_24k) / SAMPLE_RATE_HZ
+    return float(segments[0]["start"]) / 16_000, float(segments[-1]["end"]) / 16_000
+
+
+def speech_end_s(pcm_24k: np.ndarray) -> float:
+    return speech_span_s(pcm_24k)[1]
 
 
 @dataclass

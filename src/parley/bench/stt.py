@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parley.bench.eval_clips import Playlist, english_clips, make_playlists, speech_end_s
+from parley.bench.eval_clips import Playlist, english_clips, make_playlists, speech_span_s
+from parley.bench.realtime import (
+    WORD_SLACK_S,
+    ClipLatencies,
+    moshi_latencies,
+    realtime_latencies,
+    realtime_stream,
+)
 from parley.bench.unmute import pause_crossings
 from parley.bench.wer import wer
 from parley.client.asr import FRAME_SAMPLES, StreamResult, transcribe_stream
@@ -26,7 +33,8 @@ from parley.engine.backend import SAMPLE_RATE_HZ
 
 KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
 LEAD_SILENCE_S = 1.0  # sent before each stream's audio, as Kyutai's client does
-WORD_SLACK_S = 0.35  # a clip's first word may be aligned this much before the clip starts
+# "together": half the streams on each socket at once, the same audio on both.
+PROTOCOLS = ("moshi", "realtime", "together")
 
 
 @dataclass
@@ -43,6 +51,7 @@ class RunStats:
     max_buffered_s: float
     cpu_cores: float
     words: int
+    clips: ClipLatencies  # first word, last word, turn end per clip (next to the Realtime's)
 
     @property
     def kept_up(self) -> bool:
@@ -119,7 +128,7 @@ async def _run(
     api_key: str,
     playlists: list[Playlist],
     offline: dict[str, str] | None,
-    speech_ends: dict[str, float],
+    spans: dict[str, tuple[float, float]],
     show_text: bool,
 ) -> RunStats:
     import psutil
@@ -134,11 +143,16 @@ async def _run(
     cpu = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)
     lat = [x for r in results for x in _latencies(r)]
     eot_word, eot_step, eot_missed = [], [], 0
+    clips = ClipLatencies()
     for r, p in zip(results, playlists, strict=True):
-        words, steps, missed = _end_of_turn(r, p, speech_ends)
+        words, steps, missed = _end_of_turn(r, p, {c: e for c, (_, e) in spans.items()})
         eot_word += words
         eot_step += steps
         eot_missed += missed
+        per_clip = moshi_latencies(r, p, spans, steps)
+        clips.first_word_s += per_clip.first_word_s
+        clips.last_word_s += per_clip.last_word_s
+        clips.turn_end_s += per_clip.turn_end_s
     refs = [p.reference for p in playlists]
     if show_text:
         for i, r in enumerate(results):
@@ -159,20 +173,62 @@ async def _run(
         max_buffered_s=max(r.max_buffered_pcm for r in results) / SAMPLE_RATE_HZ,
         cpu_cores=cpu,
         words=len(lat),
+        clips=clips,
     )
+
+
+async def _run_realtime(
+    base_url: str, api_key: str, playlists: list[Playlist], spans: dict[str, tuple[float, float]]
+) -> tuple[float, ClipLatencies]:
+    """The Realtime socket on the same playlists: WER and the per-clip latencies."""
+    results = await asyncio.gather(
+        *(realtime_stream(base_url, p.audio, api_key, LEAD_SILENCE_S) for p in playlists)
+    )
+    clips = ClipLatencies()
+    for r, p in zip(results, playlists, strict=True):
+        per_clip = realtime_latencies(r, p, spans)
+        clips.first_word_s += per_clip.first_word_s
+        clips.last_word_s += per_clip.last_word_s
+        clips.turn_end_s += per_clip.turn_end_s
+    return wer([p.reference for p in playlists], [r.text for r in results]), clips
+
+
+async def _together(
+    url: str,
+    base_url: str,
+    api_key: str,
+    playlists: list[Playlist],
+    spans: dict[str, tuple[float, float]],
+) -> tuple[RunStats, tuple[float, ClipLatencies]]:
+    """The same playlists on both sockets at once: the same load, side by side."""
+    return await asyncio.gather(
+        _run(url, api_key, playlists, None, spans, False),
+        _run_realtime(base_url, api_key, playlists, spans),
+    )
+
+
+def _protocol_row(protocol: str, streams: int, wer_value: float, clips: ClipLatencies) -> str:
+    cells = [
+        f"{a:.2f}/{b:.2f}s"
+        for a, b in map(_p50_p95, (clips.first_word_s, clips.last_word_s, clips.turn_end_s))
+    ]
+    return f"{protocol:>9} {streams:>7} {wer_value:>6.3f} " + " ".join(f"{c:>17}" for c in cells)
 
 
 def run_stt_bench(args: argparse.Namespace) -> int:
     from parley.audio.decode import decode_file
 
-    url = args.url.rstrip("/")
-    if not url.endswith("/api/asr-streaming"):
-        url += "/api/asr-streaming"
+    base_url = args.url.rstrip("/").removesuffix("/api/asr-streaming")
+    url = base_url + "/api/asr-streaming"
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown or not protocols:
+        raise SystemExit(f"--protocols: choose from {', '.join(PROTOCOLS)}")
     clips = english_clips(args.eval_dir, max_duration_s=15.0)
     pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
     counts = [int(x) for x in args.streams.split(",") if x.strip()]
     playlists = make_playlists(clips, pcms, max(counts), args.clips)
-    speech_ends = {c.id: speech_end_s(pcm) for c, pcm in zip(clips, pcms, strict=True)}
+    spans = {c.id: speech_span_s(pcm) for c, pcm in zip(clips, pcms, strict=True)}
     offline: dict[str, str] | None = None
     if not args.no_baseline:
         from parley.bench.offline import offline_transcripts
@@ -185,23 +241,42 @@ def run_stt_bench(args: argparse.Namespace) -> int:
             f"clips: WER {wer([c.reference for c in clips], texts):.3f}, "
             f"{time.perf_counter() - t:.1f} s"
         )
-    print(
-        f"{'streams':>7} {'WER':>6} {'offline':>7} {'lat p50':>8} {'lat p95':>8} "
-        f"{'step lag p50/p95':>17} {'eot word p50/p95':>17} {'eot step p50/p95':>17} "
-        f"{'missed':>6} {'max buf':>8} {'kept up':>7} {'CPU':>6} {'words':>6}"
-    )
-    for n in counts:
-        s = asyncio.run(
-            _run(url, args.api_key, playlists[:n], offline, speech_ends, args.show_text)
-        )
-        step_lag = f"{s.step_lag_s[0]:.2f}/{s.step_lag_s[1]:.2f}s"
-        eot_word = f"{s.eot_word_s[0]:.2f}/{s.eot_word_s[1]:.2f}s"
-        eot_step = f"{s.eot_step_s[0]:.2f}/{s.eot_step_s[1]:.2f}s"
+    if "moshi" in protocols:
         print(
-            f"{s.streams:>7} {s.wer:>6.3f} {s.offline_wer:>7.3f} {s.latency_p50_s:>7.2f}s "
-            f"{s.latency_p95_s:>7.2f}s {step_lag:>17} {eot_word:>17} {eot_step:>17} "
-            f"{s.eot_missed:>6} {s.max_buffered_s:>7.2f}s {'yes' if s.kept_up else 'NO':>7} "
-            f"{s.cpu_cores:>5.2f}c {s.words:>6}",
-            flush=True,
+            f"{'streams':>7} {'WER':>6} {'offline':>7} {'lat p50':>8} {'lat p95':>8} "
+            f"{'step lag p50/p95':>17} {'eot word p50/p95':>17} {'eot step p50/p95':>17} "
+            f"{'missed':>6} {'max buf':>8} {'kept up':>7} {'CPU':>6} {'words':>6}"
         )
+    rows = []
+    for n in counts:
+        if "moshi" in protocols:
+            s = asyncio.run(_run(url, args.api_key, playlists[:n], offline, spans, args.show_text))
+            step_lag = f"{s.step_lag_s[0]:.2f}/{s.step_lag_s[1]:.2f}s"
+            eot_word = f"{s.eot_word_s[0]:.2f}/{s.eot_word_s[1]:.2f}s"
+            eot_step = f"{s.eot_step_s[0]:.2f}/{s.eot_step_s[1]:.2f}s"
+            print(
+                f"{s.streams:>7} {s.wer:>6.3f} {s.offline_wer:>7.3f} {s.latency_p50_s:>7.2f}s "
+                f"{s.latency_p95_s:>7.2f}s {step_lag:>17} {eot_word:>17} {eot_step:>17} "
+                f"{s.eot_missed:>6} {s.max_buffered_s:>7.2f}s {'yes' if s.kept_up else 'NO':>7} "
+                f"{s.cpu_cores:>5.2f}c {s.words:>6}",
+                flush=True,
+            )
+            rows.append(_protocol_row("moshi", n, s.wer, s.clips))
+        if "realtime" in protocols:
+            rt_wer, rt_clips = asyncio.run(
+                _run_realtime(base_url, args.api_key, playlists[:n], spans)
+            )
+            rows.append(_protocol_row("realtime", n, rt_wer, rt_clips))
+        if "together" in protocols:
+            moshi, (rt_wer, rt_clips) = asyncio.run(
+                _together(url, base_url, args.api_key, playlists[: max(1, n // 2)], spans)
+            )
+            rows.append(_protocol_row("moshi+", n, moshi.wer, moshi.clips))
+            rows.append(_protocol_row("realtime+", n, rt_wer, rt_clips))
+    print("\nper clip, from the frame where its speech starts (first word) or ends (the rest):")
+    print(
+        f"{'protocol':>9} {'streams':>7} {'WER':>6} {'first word p50/95':>17} "
+        f"{'last word p50/95':>17} {'turn end p50/95':>17}"
+    )
+    print("\n".join(rows), flush=True)
     return 0

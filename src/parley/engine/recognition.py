@@ -1,9 +1,10 @@
 """Recognition sessions (speech to text): what every STT backend takes and gives.
 
-In: `Audio` (24 kHz float32, any length), `Marker`. Out: `Ready`, `Word` then its `EndWord`,
-one `Step` per 80 ms frame, `Marker` back once all audio before it is processed and its words
-sent, `ErrorMessage`. These are moshi-server's recognition events, so its protocol encodes them
-as they are; other protocols (OpenAI) translate them. Times: seconds of stream.
+In: `Audio` (24 kHz float32, any length), `Marker`, `VadSettings`. Out: `Ready`, `Word` then
+its `EndWord`, one `Step` per 80 ms frame, `Marker` back once all audio before it is processed
+and its words sent, `ErrorMessage`. These are moshi-server's recognition events, so its
+protocol encodes them as they are; other protocols (OpenAI) translate them. Times: seconds of
+stream.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ class Marker:
     id: int
 
 
+@dataclass(frozen=True)
+class VadSettings:
+    """In: this session's voice-activity settings, in place of the module's (OpenAI Realtime's
+    `server_vad`). A backend applies those it has and ignores the rest; one without a VAD
+    (Kyutai STT: its end-of-turn heads are not tunable) ignores the message."""
+
+    threshold: float  # speech probability at or above which a frame counts as speech
+    endpoint_silence_s: float  # a pause this long ends an utterance
+
+
 # --- out -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Word:
@@ -48,7 +59,7 @@ class Step:
     buffered_pcm: int = 0  # samples received but not yet processed
 
 
-RecognitionInput = Audio | Marker
+RecognitionInput = Audio | Marker | VadSettings
 RecognitionOutput = Ready | Word | EndWord | Step | Marker | ErrorMessage
 
 

@@ -32,6 +32,7 @@ from parley.server.chat_routes import ChatRoutes
 from parley.server.openai_routes import OpenAiRoutes
 from parley.server.openapi import openapi_schema
 from parley.server.origins import OriginCheck
+from parley.server.realtime_routes import RealtimeRoutes
 from parley.server.route_options import ROUTE_OPTIONS, SpeechRouteOptions
 from parley.server.services import RecognitionService, SpeechService
 from parley.server.token_socket import TokenSocket
@@ -225,6 +226,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         *wiring.routes,
         Route("/v1/audio/speech", openai.speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
+        WebSocketRoute("/v1/realtime", RealtimeRoutes(openai).websocket),
         Route("/v1/models", openai.models),
         Route("/v1/audio/voices", openai.voices),
         *_info_routes(modules, wiring, openai, keys),

@@ -56,6 +56,14 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 SEGMENT_GAP_S = 1.0  # a pause this long between words starts a new segment
 
 
+def model_problem(model: str, known: list[str]) -> str | None:
+    """Why `model` is not one of `known` (each may end in a date), or None if it is."""
+    dated = _DATED.fullmatch(model)
+    if model in known or (dated and dated.group(1) in known):
+        return None
+    return f"Unknown model {model!r}; valid models: {', '.join(known)} (each may end in a date)"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str = "") -> None:
         super().__init__(message)
@@ -94,15 +102,9 @@ class OpenAiRoutes:
         return [*STT_MODELS, self.asr.module.info.name] if self.asr else []
 
     def _check_model(self, model: str, known: list[str]) -> None:
-        dated = _DATED.fullmatch(model)
-        if model in known or (dated and dated.group(1) in known):
-            return
-        raise ApiError(
-            400,
-            f"Unknown model {model!r}; valid models: {', '.join(known)} (each may end in a date)",
-            "model",
-            "model_not_found",
-        )
+        problem = model_problem(model, known)
+        if problem:
+            raise ApiError(400, problem, "model", "model_not_found")
 
     def resolve_voice(self, voice: Any) -> str:
         assert self.tts is not None

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from parley.audio.codec_pool import off_loop
 from parley.engine.module import Module, NoFreeSlot, Session
 from parley.protocol.connection import CLOSE_NORMAL, CLOSE_POLICY, Close, Connection, Reaction
-from parley.server.auth import Keys, is_authorized
+from parley.server.auth import KeyCheck, Keys, is_authorized
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,20 @@ STALLED_SEND_S = 60.0
 STALLED = Close(CLOSE_POLICY, "the client stopped reading")
 
 
-async def admit(ws: WebSocket, module: Module, keys: Keys) -> bool:
+async def admit(
+    ws: WebSocket,
+    module: Module,
+    keys: Keys,
+    check_key: KeyCheck = is_authorized,
+    subprotocol: str | None = None,
+) -> bool:
     """Refuses a bad key with HTTP 401 before the upgrade (`keys` None: no key needed), else
-    accepts the socket and counts the connection. True if accepted."""
-    if not is_authorized(ws, keys):
+    accepts the socket (with `subprotocol`, if any) and counts the connection. True if
+    accepted."""
+    if not check_key(ws, keys):
         await ws.send_denial_response(Response("unauthorized\n", status_code=401))
         return False
-    await ws.accept()
+    await ws.accept(subprotocol)
     module.metrics.connections.labels(module=module.info.name).inc()
     return True
 
@@ -51,9 +58,12 @@ async def serve_socket(
     connection: Connection,
     opening: Callable[[], Reaction],
     idle_timeout_s: float | None = None,
+    check_key: KeyCheck = is_authorized,
+    subprotocol: str | None = None,
 ) -> None:
-    """`opening` is the connection's start, called once the socket is accepted."""
-    if not await admit(ws, module, keys):
+    """`opening` is the connection's start, called once the socket is accepted; `check_key`
+    reads the key in the protocol's forms."""
+    if not await admit(ws, module, keys, check_key, subprotocol):
         return
     start = opening()
     if start.ends:

@@ -44,7 +44,15 @@ from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest, Whis
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.engine.messages import Ready
 from parley.engine.options import BackendType, at_least, option
-from parley.engine.recognition import Audio, EndWord, Marker, RecognitionBackend, Step, Word
+from parley.engine.recognition import (
+    Audio,
+    EndWord,
+    Marker,
+    RecognitionBackend,
+    Step,
+    VadSettings,
+    Word,
+)
 from parley.engine.slots import Slot
 
 log = logging.getLogger(__name__)
@@ -109,6 +117,8 @@ class _Stream:
     released_s: float = 0.0  # end of the last frame whose Step was sent
     speech_onset_s: float = 0.0  # start of the first frame of the uncommitted speech
     speech_since_job_s: float | None = None  # first speech frame since the last decode was taken
+    vad_threshold: float = 0.5  # the session's own (`VadSettings`), else the module's
+    endpoint_silence_s: float = 0.5
 
 
 @dataclass
@@ -163,7 +173,13 @@ class WhisperStreamingBackend(RecognitionBackend):
         import soxr
 
         resampler = soxr.ResampleStream(SAMPLE_RATE_HZ, VAD_RATE_HZ, 1, dtype="float32")
-        self._streams[slot.index] = _Stream(slot, StreamingVad(self._vad_session), resampler)
+        self._streams[slot.index] = _Stream(
+            slot,
+            StreamingVad(self._vad_session),
+            resampler,
+            vad_threshold=self.opts.vad_threshold,
+            endpoint_silence_s=self.opts.endpoint_silence_s,
+        )
         slot.emit(Ready())
 
     def detach(self, index: int) -> None:
@@ -205,6 +221,9 @@ class WhisperStreamingBackend(RecognitionBackend):
                     s.pending_samples += short
                     s.received_samples += short
                 s.markers.append((s.received_samples, item.id))
+            elif isinstance(item, VadSettings):
+                s.vad_threshold = item.threshold
+                s.endpoint_silence_s = item.endpoint_silence_s
 
     def _throttled(self, s: _Stream) -> bool:
         # Undecoded speech, not window: silence after the last speech is never decoded, and
@@ -234,7 +253,7 @@ class WhisperStreamingBackend(RecognitionBackend):
         probs = s.vad.feed(audio16)
         speech_p = float(probs.max()) if probs.size else (1.0 - (s.pause_history or [1.0])[-1])
         s.pause_history.append(1.0 - speech_p)
-        is_speech = speech_p >= self.opts.vad_threshold
+        is_speech = speech_p >= s.vad_threshold
         if is_speech:
             if not s.speech_end16:  # the first speech not yet in a final decode
                 s.speech_onset_s = frame_start_s
@@ -256,7 +275,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             s.preroll = np.concatenate([s.preroll, audio16])[-keep:]
         if s.in_speech:
             s.silence_frames = 0 if is_speech else s.silence_frames + 1
-            if s.silence_frames * FRAME_SAMPLES >= self.opts.endpoint_silence_s * SAMPLE_RATE_HZ:
+            if s.silence_frames * FRAME_SAMPLES >= s.endpoint_silence_s * SAMPLE_RATE_HZ:
                 s.in_speech = False
                 s.final_wanted = True
         if len(s.window) > self.opts.max_window_s * VAD_RATE_HZ:
