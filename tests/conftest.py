@@ -37,7 +37,11 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/api/asr-streaming"
 
     def modules_info(self) -> list[dict[str, object]]:
-        with urllib.request.urlopen(self.http + "/api/modules_info", timeout=5) as r:
+        """With the tests' key: model paths are shown to key holders only."""
+        req = urllib.request.Request(
+            self.http + "/api/modules_info", headers={"kyutai-api-key": API_KEY}
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
             return list(json.loads(r.read()))
 
     def stop(self) -> None:

@@ -821,6 +821,7 @@ class LocalSlot:
         self.channel_id = index + 1
         self.inputs = inputs
         self.out: list[object] = []
+        self.backed_up = False  # what it emits is always taken at once
 
     def take_inputs(self) -> list[object]:
         inputs, self.inputs = self.inputs, []

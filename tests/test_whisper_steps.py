@@ -216,3 +216,39 @@ def test_a_marker_after_a_final_that_took_all_the_speech(speech: np.ndarray) -> 
         backend.step([slot])  # type: ignore[list-item]
     assert Marker(5) in slot.out
     check_order(slot)
+
+
+class PrefixRecordingDecoder(FakeDecoder):
+    """The fake decoder, recording how many seconds of forced prefix each request carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefix_s: list[float] = []
+
+    def decode_counting_retries(
+        self, requests: list[DecodeRequest]
+    ) -> tuple[list[list[DecodedWord]], int]:
+        self.prefix_s += [r.prefix_s for r in requests]
+        return super().decode_counting_retries(requests)
+
+
+def test_a_final_decode_repeats_at_most_the_context_of_committed_speech() -> None:
+    """A final decode forced to repeat ~7 s of committed words made tiny.en stop right after
+    them, losing the utterance's last words ("... the art of printing.", half the time): a
+    final's window keeps only `context_s` of committed speech."""
+    speech = load_clip(EVAL_DIR / "coqui_tts_ljspeech/LJ001-0005.wav")  # 8.1 s, one sentence
+    decoder = PrefixRecordingDecoder()
+    options = WhisperOptions(trim_window_s=60.0)  # no trim for length: only the final's own
+    backend, slot = start(decoder, options)
+    half_s = SAMPLE_RATE_HZ // 2 // FRAME_SAMPLES * FRAME_SAMPLES
+    for off in range(0, len(speech) - half_s, half_s):
+        feed(backend, slot, speech[off : off + half_s])
+        settle(backend, slot)
+    assert max(decoder.prefix_s) > options.context_s + 2  # long committed prefixes before it
+    slot.inbox.append(Marker(1))
+    backend.step([slot])  # type: ignore[list-item]
+    settle(backend, slot)
+    backend.step([slot])  # type: ignore[list-item]
+    assert any(isinstance(m, Marker) for m in slot.out)
+    assert decoder.prefix_s[-1] <= options.context_s + 0.5  # the final's
+    backend.close()

@@ -11,7 +11,6 @@ reported to the client as close 1011.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -107,9 +106,17 @@ async def serve_socket(
             session.close()  # at once: a client that reconnects right away finds it free
             for task in (receiver, sender):
                 task.cancel()
-            await asyncio.gather(receiver, sender, return_exceptions=True)
-    with contextlib.suppress(Exception):  # the client may have gone, or stopped reading
-        await asyncio.wait_for(_carry_out(ws, module, ending or Reaction()), FINAL_WRITE_S)
+            # Bounded, never awaiting a task that fails to cancel: whatever happens, the
+            # handler returns, and uvicorn then closes the connection.
+            _, stuck = await asyncio.wait({receiver, sender}, timeout=FINAL_WRITE_S)
+            for task in stuck:
+                log.warning("channel %d: a task did not stop: %r", session.channel_id, task)
+    closing = asyncio.ensure_future(_carry_out(ws, module, ending or Reaction()))
+    done, _ = await asyncio.wait({closing}, timeout=FINAL_WRITE_S)
+    if not done:  # the client stopped reading: the transport is closed when we return
+        closing.cancel()
+    elif closing.exception() is not None:  # the client may have gone already
+        log.debug("channel %d: closing: %s", session.channel_id, closing.exception())
 
 
 async def _gone_is_none(task: Awaitable[Reaction | None]) -> Reaction | None:

@@ -381,6 +381,7 @@ class _SilentSlot:
 
     index = 0
     channel_id = 0
+    backed_up = False
 
     def emit(self, message: Any) -> None:
         pass
