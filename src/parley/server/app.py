@@ -128,8 +128,43 @@ def _without_paths(details: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Serving:
+    """What `/readyz` reads beside the modules: set `draining` when this server is about to
+    go (shutdown begun, or a replica being removed), so load balancers stop sending to it."""
+
+    draining: bool = False
+
+
+def readiness(modules: list[Module], serving: Serving, module_name: str | None) -> dict[str, Any]:
+    """`/readyz`'s answer: `status` is "ok" only when every module (or the one named) is warm
+    and has a free slot; otherwise "failed", "warming", "draining" or "full", first that
+    applies. Free slots per module come with it either way."""
+    chosen = [m for m in modules if module_name is None or m.info.name == module_name]
+    if not chosen:
+        return {"status": "unknown_module", "modules": {}}
+    free = {m.info.name: m.batch_size - m.used_slots for m in chosen}
+    if any(m.failed is not None for m in chosen):
+        status = "failed"
+    elif not all(m.ready.is_set() for m in chosen):
+        status = "warming"
+    elif serving.draining:
+        status = "draining"
+    elif not all(free.values()):
+        status = "full"
+    else:
+        status = "ok"
+    return {
+        "status": status,
+        "modules": {
+            m.info.name: {"free_slots": free[m.info.name], "total_slots": m.batch_size}
+            for m in chosen
+        },
+    }
+
+
 def _info_routes(
-    modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes, keys: Keys
+    modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes, keys: Keys, serving: Serving
 ) -> list[Any]:
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_schema(openai))
@@ -156,6 +191,11 @@ def _info_routes(
             {"name": "parley", "version": parley.__version__, "python": platform.python_version()}
         )
 
+    async def readyz(request: Request) -> Response:
+        answer = readiness(modules, serving, request.query_params.get("module"))
+        status_code = {"ok": 200, "unknown_module": 404}.get(answer["status"], 503)
+        return JSONResponse(answer, status_code=status_code)
+
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -163,6 +203,7 @@ def _info_routes(
         Route("/api/modules_info", modules_info),
         Route("/api/build_info", build_info),
         Route("/metrics", prometheus),
+        Route("/readyz", readyz),
         Route("/openapi.json", openapi),
     ]
 
@@ -217,6 +258,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
     modules = modules if modules is not None else build_modules(config)
     keys = frozenset(config.authorized_ids) if config.authorized_ids else None
+    serving = Serving()
     wiring = _Wiring()
     for module in modules:
         wiring.add(module, keys, _route_options(config, module))
@@ -227,7 +269,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
         Route("/v1/models", openai.models),
         Route("/v1/audio/voices", openai.voices),
-        *_info_routes(modules, wiring, openai, keys),
+        *_info_routes(modules, wiring, openai, keys, serving),
         # Anything else is the web page (static files shipped in the package; no CDN).
         Mount("/", app=_web_page(), name="web"),
     ]
@@ -258,6 +300,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         try:
             yield
         finally:
+            serving.draining = True
             if advertised is not None:
                 await advertised.async_close()
             if wyoming is not None:
@@ -265,8 +308,10 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
             for m in modules:
                 await asyncio.to_thread(m.stop)
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=_middleware(config.allowed_origins),
     )
+    app.state.serving = serving
+    return app
