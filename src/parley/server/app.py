@@ -40,6 +40,8 @@ from parley.server.wyoming_server import WyomingServer, catalog
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+SPEECH_PATH = "/v1/audio/speech"  # OpenAI's; on the first speech module
+TRANSCRIPTION_PATH = "/v1/audio/transcriptions"  # on the first recognition module
 
 
 class ModuleStartError(RuntimeError):
@@ -89,9 +91,12 @@ class _Wiring:
     first_speech: SpeechService | None = None
     first_recognition: RecognitionService | None = None
     public: dict[str, dict[str, Any]] = field(default_factory=dict)  # shown in modules_info
+    # Which module's slot a request to each path takes (the Ray router ranks replicas by it).
+    module_paths: dict[str, str] = field(default_factory=dict)
 
     def add(self, module: Module, keys: Keys, options: Any) -> None:
         role, path = module.backend.role, module.info.path
+        self.module_paths[path] = module.info.name
         if role == "recognition":
             recognition = RecognitionService(module, keys, options)
             asr = AsrRoutes(recognition)
@@ -99,7 +104,9 @@ class _Wiring:
                 WebSocketRoute(path, asr.websocket),
                 Route(path, asr.post, methods=["POST"]),
             ]
-            self.first_recognition = self.first_recognition or recognition
+            if self.first_recognition is None:
+                self.first_recognition = recognition
+                self.module_paths[TRANSCRIPTION_PATH] = module.info.name
         elif role == "chat":
             self.routes.append(WebSocketRoute(path, ChatRoutes(module, keys).websocket))
         elif role == "speech":
@@ -112,9 +119,11 @@ class _Wiring:
             if self.first_speech is None:
                 self.first_speech = speech
                 self.routes.append(Route("/api/tts", tts.post_tts, methods=["POST"]))
+                self.module_paths["/api/tts"] = self.module_paths[SPEECH_PATH] = module.info.name
             if options.token_socket_path:
                 socket = TokenSocket(speech)
                 self.routes.append(WebSocketRoute(options.token_socket_path, socket.websocket))
+                self.module_paths[options.token_socket_path] = module.info.name
                 self.public[module.info.name] = {"token_socket_path": options.token_socket_path}
         else:
             raise ModuleStartError(f"module {module.info.name}: backend declares no role")
@@ -265,8 +274,8 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     openai = OpenAiRoutes(keys, wiring.first_speech, wiring.first_recognition)
     routes = [
         *wiring.routes,
-        Route("/v1/audio/speech", openai.speech, methods=["POST"]),
-        Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
+        Route(SPEECH_PATH, openai.speech, methods=["POST"]),
+        Route(TRANSCRIPTION_PATH, openai.transcriptions, methods=["POST"]),
         Route("/v1/models", openai.models),
         Route("/v1/audio/voices", openai.voices),
         *_info_routes(modules, wiring, openai, keys, serving),
@@ -314,4 +323,6 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         middleware=_middleware(config.allowed_origins),
     )
     app.state.serving = serving
+    app.state.modules = modules
+    app.state.module_paths = wiring.module_paths
     return app

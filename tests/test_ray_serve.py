@@ -1,0 +1,205 @@
+"""`parley serve --ray --replicas 2`: a local Ray instance, two replicas of the real app with
+2 STT and 2 TTS slots each, behind Ray Serve's proxy on one port, driven by real clients
+(Parley's Kyutai-style streaming client, websockets, the openai SDK). Skipped without the
+`ray` extra. One Ray instance for the module; its processes are gone when the module ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+pytest.importorskip("ray.serve")
+
+from parley.bench.wer import wer  # noqa: E402
+from parley.client.asr import connect, transcribe_stream  # noqa: E402
+from parley.protocol import asr  # noqa: E402
+from parley.protocol.common import ErrorMessage  # noqa: E402
+from parley.server.ray_router import ADMISSION_GRACE_S  # noqa: E402
+from parley.server.ray_serve import ROUTING_STATS_PERIOD_S  # noqa: E402
+from tests.conftest import API_KEY, EVAL_DIR, Server, load_clip, start_server  # noqa: E402
+
+SLOTS_PER_REPLICA = 2
+CLIP = EVAL_DIR / "faster_whisper/jfk.flac"
+REFERENCE = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"  # noqa: E501
+REPLICA_PROCESS = "ServeReplica:parley:Parley"  # Ray names a replica's worker process so
+
+
+def _config(model_dir: str) -> str:
+    return f"""
+authorized_ids = ["{API_KEY}"]
+[modules.asr]
+type = "WhisperStreaming"
+path = "/api/asr-streaming"
+batch_size = {SLOTS_PER_REPLICA}
+model = "{model_dir}"
+cpu_threads = 1
+[modules.tts]
+type = "PiperTts"
+path = "/api/tts_streaming"
+batch_size = {SLOTS_PER_REPLICA}
+[ray]
+num_cpus = 0.5
+drain_timeout_s = 5
+"""
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _replica_processes(server: Server) -> list[psutil.Process]:
+    found = []
+    for p in _descendants(server.process.pid):
+        try:
+            if REPLICA_PROCESS in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def _readyz(server: Server) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(server.http + "/readyz?module=asr", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def _replicas_started(server: Server) -> int:
+    """Replicas that finished starting (their models warm), by Ray's replica logs."""
+    logs = server.log_path.parent / "ray" / "session_latest" / "logs" / "serve"
+    return sum(
+        "Finished initializing replica" in p.read_text(errors="replace")
+        for p in logs.glob("replica_*.log")
+    )
+
+
+def _wait_replicas(server: Server, started: int, timeout_s: float) -> None:
+    """Until `started` replicas have ever come up, two run, and /readyz answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (
+            _replicas_started(server) >= started
+            and len(_replica_processes(server)) == 2
+            and _readyz(server)[0] == 200
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not {started} replicas started after {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from tests.conftest import packaged_model_dir
+
+    tmp = tmp_path_factory.mktemp("ray")
+    srv = start_server(
+        tmp,  # Ray's files go under it too: RAY_TMPDIR
+        _config(packaged_model_dir()),
+        ["--ray", "--replicas", "2"],
+        env={"RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    spawned: list[psutil.Process] = []
+    try:
+        _wait_replicas(srv, 2, 120)
+        spawned = _descendants(srv.process.pid)
+        yield srv
+    finally:
+        spawned += _descendants(srv.process.pid)
+        srv.process.send_signal(signal.SIGTERM)  # serve.shutdown, then ray.shutdown
+        try:
+            srv.process.wait(timeout=60)
+        except Exception:
+            srv.process.kill()
+        _, alive = psutil.wait_procs(spawned, timeout=20)
+        for p in alive:  # only what this server started, by pid
+            p.kill()
+        assert not alive, f"Ray processes left after shutdown: {alive}"
+
+
+def _alone_text(server: Server) -> str:
+    return asyncio.run(transcribe_stream(server.ws, load_clip(CLIP), realtime=False)).text
+
+
+def test_four_sessions_on_two_replicas_fifth_refused_tts_apart(ray_server: Server) -> None:
+    """Two TTS sessions held, then 4 STT sessions: all get Ready (each replica has only 2 STT
+    slots, so they sit on both), the 5th is refused, and all 4 transcribe the clip."""
+    pcm = load_clip(CLIP)
+
+    async def run() -> list[str]:
+        tts_url = ray_server.http.replace("http", "ws") + "/api/tts_streaming"
+        tts = [await connect(tts_url, API_KEY) for _ in range(2)]
+        held = [await connect(ray_server.ws, API_KEY) for _ in range(4)]
+        for ws in held:
+            assert isinstance(asr.decode_server(await ws.recv()), asr.Ready)
+        extra = await connect(ray_server.ws, API_KEY)
+        assert asr.decode_server(await extra.recv()) == ErrorMessage("no free channels")
+        await extra.close()
+        status, body = await asyncio.to_thread(_readyz, ray_server)
+        assert status == 503 and body["status"] == "full"
+        for ws in held:
+            await ws.close()
+        for ws in tts:
+            await ws.close()
+        # Freed slots count again once the replicas' next reports reach the router.
+        await asyncio.sleep(ADMISSION_GRACE_S + 2 * ROUTING_STATS_PERIOD_S)
+        return list(
+            await asyncio.gather(
+                *(transcribe_stream(ray_server.ws, pcm, realtime=False) for _ in range(4))
+            )
+        )
+
+    results = asyncio.run(run())
+    for res in results:
+        assert wer([REFERENCE], [res.text]) <= 0.1, res.text
+
+
+def test_a_killed_replica_ends_only_its_sessions(ray_server: Server) -> None:
+    """Two real-time sessions, one per replica (the router puts the second on the emptier
+    replica); one replica's process is killed mid-stream: its session ends at once with an
+    error or a close, the other finishes as accurately as alone, Ray starts a new
+    replica, and a new session works."""
+    alone = _alone_text(ray_server)
+    assert wer([REFERENCE], [alone]) <= 0.1, alone
+    pcm = load_clip(CLIP)
+    victim = _replica_processes(ray_server)[0]
+
+    async def session() -> str | BaseException:
+        try:
+            return (await transcribe_stream(ray_server.ws, pcm)).text
+        except Exception as exc:  # the killed replica's session
+            return exc
+
+    async def run() -> tuple[list[str | BaseException], float]:
+        tasks = [asyncio.create_task(session()) for _ in range(2)]
+        await asyncio.sleep(4.0)  # both streaming, a third of the clip in
+        victim.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        ended_after_s = time.monotonic() - killed_at
+        assert len(done) == 1, "both sessions ended at once"
+        return list(await asyncio.gather(*tasks)), ended_after_s
+
+    outcomes, ended_after_s = asyncio.run(run())
+    texts = [o for o in outcomes if isinstance(o, str)]
+    errors = [o for o in outcomes if not isinstance(o, str)]
+    assert len(texts) == 1 and len(errors) == 1, outcomes
+    # As accurate as alone (real time on a machine busy starting the replacement may change
+    # a word or two; the killed stream's audio never reaches this replica).
+    assert wer([REFERENCE], texts) <= wer([REFERENCE], [alone]) + 0.1, (alone, texts)
+    assert ended_after_s < 5.0  # the dead replica's socket is not left hanging
+    _wait_replicas(ray_server, 3, 120)  # the replacement
+    again = _alone_text(ray_server)
+    assert wer([REFERENCE], [again]) <= 0.1, again
