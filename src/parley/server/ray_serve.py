@@ -93,6 +93,23 @@ def deployment_options(config: Config) -> dict[str, Any]:
     return options
 
 
+def application(config: Config) -> Any:
+    """The Ray Serve application: `config.ray`'s replicas of `ParleyReplica`."""
+    from ray import serve
+
+    deployment = serve.deployment(**deployment_options(config))(serve.ingress()(ParleyReplica))
+    return deployment.bind(config)
+
+
+def build_app(args: dict[str, str]) -> Any:
+    """An application builder for Ray's config files (`serve run`, KubeRay's `serveConfigV2`):
+    `import_path: parley.server.ray_serve:build_app`, `args: {config: /path/parley.toml}`
+    (no `config`: the embedded defaults)."""
+    from parley.config import load
+
+    return application(load(args.get("config")))
+
+
 def serve_on_ray(config: Config, host: str, port: int) -> int:
     """Starts (or joins) Ray, deploys the replicas behind Ray's proxy on `host:port`, and
     serves until SIGINT/SIGTERM, then removes the application and leaves Ray."""
@@ -105,8 +122,7 @@ def serve_on_ray(config: Config, host: str, port: int) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port})
-        deployment = serve.deployment(**deployment_options(config))(serve.ingress()(ParleyReplica))
-        serve.run(deployment.bind(config), name=APP_NAME, route_prefix="/")
+        serve.run(application(config), name=APP_NAME, route_prefix="/")
         log.info("parley ready on Ray Serve at http://%s:%d", host, port)
         stop.wait()
         log.info("parley: stopping the Ray Serve application")
