@@ -77,27 +77,19 @@ def _readyz(server: Server) -> tuple[int, dict[str, object]]:
         return e.code, json.loads(e.read() or b"{}")
 
 
-def _replicas_started(server: Server) -> int:
-    """Replicas that finished starting (their models warm), by Ray's replica logs."""
-    logs = server.log_path.parent / "ray" / "session_latest" / "logs" / "serve"
-    return sum(
-        "Finished initializing replica" in p.read_text(errors="replace")
-        for p in logs.glob("replica_*.log")
-    )
-
-
-def _wait_replicas(server: Server, started: int, timeout_s: float) -> None:
-    """Until `started` replicas have ever come up, two run, and /readyz answers 200."""
+def _wait_replicas(server: Server, timeout_s: float) -> set[str]:
+    """Until the proxy has sent /readyz to two replicas and both answered 200: both are
+    alive and warm, and the proxy's router knows them. Their names."""
+    seen: set[str] = set()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if (
-            _replicas_started(server) >= started
-            and len(_replica_processes(server)) == 2
-            and _readyz(server)[0] == 200
-        ):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"not {started} replicas started after {timeout_s} s")
+        status, body = _readyz(server)
+        if status == 200 and body.get("replica"):
+            seen.add(str(body["replica"]))
+            if len(seen) == 2:
+                return seen
+        time.sleep(0.1)
+    raise AssertionError(f"only replicas {seen} answered within {timeout_s} s")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     spawned: list[psutil.Process] = []
     try:
-        _wait_replicas(srv, 2, 120)
+        _wait_replicas(srv, 120)
         spawned = _descendants(srv.process.pid)
         yield srv
     finally:
@@ -166,6 +158,38 @@ def test_four_sessions_on_two_replicas_fifth_refused_tts_apart(ray_server: Serve
         assert wer([REFERENCE], [res.text]) <= 0.1, res.text
 
 
+def test_openai_sdk_through_the_proxy(ray_server: Server) -> None:
+    """The openai SDK unchanged: streamed speech (a streaming response through Ray's proxy),
+    then that speech transcribed by POST; both round trips through the replicas."""
+    import io
+    import wave
+
+    import numpy as np
+    from openai import OpenAI
+
+    client = OpenAI(base_url=ray_server.http + "/v1", api_key=API_KEY, max_retries=0)
+    text = "Please water the plants by the kitchen window on Tuesday."
+    chunks = []
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=text, response_format="pcm"
+    ) as response:
+        assert response.headers["content-type"].startswith("audio/pcm")
+        chunks = list(response.iter_bytes())
+    pcm = b"".join(chunks)
+    assert len(chunks) > 1 and len(pcm) / 2 / 24_000 > 1.5  # streamed, seconds of speech
+    assert np.abs(np.frombuffer(pcm, "<i2")).max() > 1000  # not silence
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24_000)
+        w.writeframes(pcm)
+    heard = client.audio.transcriptions.create(
+        model="whisper-1", file=("speech.wav", wav.getvalue(), "audio/wav")
+    )
+    assert wer([text], [heard.text]) <= 0.2, heard.text
+
+
 def test_a_killed_replica_ends_only_its_sessions(ray_server: Server) -> None:
     """Two real-time sessions, one per replica (the router puts the second on the emptier
     replica); one replica's process is killed mid-stream: its session ends at once with an
@@ -200,6 +224,6 @@ def test_a_killed_replica_ends_only_its_sessions(ray_server: Server) -> None:
     # a word or two; the killed stream's audio never reaches this replica).
     assert wer([REFERENCE], texts) <= wer([REFERENCE], [alone]) + 0.1, (alone, texts)
     assert ended_after_s < 5.0  # the dead replica's socket is not left hanging
-    _wait_replicas(ray_server, 3, 120)  # the replacement
+    _wait_replicas(ray_server, 120)  # the survivor and the replacement (the dead answer no 200)
     again = _alone_text(ray_server)
     assert wer([REFERENCE], [again]) <= 0.1, again

@@ -143,6 +143,7 @@ class Serving:
     go (shutdown begun, or a replica being removed), so load balancers stop sending to it."""
 
     draining: bool = False
+    replica: str | None = None  # under Ray Serve: this replica's id, named in /readyz
 
 
 def readiness(modules: list[Module], serving: Serving, module_name: str | None) -> dict[str, Any]:
@@ -165,6 +166,7 @@ def readiness(modules: list[Module], serving: Serving, module_name: str | None) 
         status = "ok"
     return {
         "status": status,
+        **({"replica": serving.replica} if serving.replica else {}),
         "modules": {
             m.info.name: {"free_slots": free[m.info.name], "total_slots": m.batch_size}
             for m in chosen

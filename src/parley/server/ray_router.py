@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -90,7 +91,9 @@ class FreeSlotRouter(RequestRouter):
         report = next((r.routing_stats for r in candidate_replicas if r.routing_stats), {})
         module = module_of(request_path(pending_request), report)
         if module is None or pending_request is None:
-            return [candidate_replicas]  # no slot needed: Ray's own choice among them all
+            # No slot needed (/readyz, /metrics, ...): any replica, at random, so a probe
+            # reaches each in turn (one rank of all would go to the shortest queue).
+            return [[r] for r in random.sample(candidate_replicas, len(candidate_replicas))]
         request_id = pending_request.metadata.internal_request_id
         self._holds.pop(request_id, None)  # ranked again (a retry): its last pick is void
         now = time.time()

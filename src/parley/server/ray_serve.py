@@ -38,9 +38,12 @@ class ParleyReplica:
         self._app: Any = None
 
     def __serve_build_asgi_app__(self) -> Any:
+        from ray import serve
+
         from parley.server.app import create_app
 
         self._app = create_app(self._config)
+        self._app.state.serving.replica = serve.get_replica_context().replica_id.unique_id
         return self._app
 
     def record_routing_stats(self) -> dict[str, Any]:
