@@ -29,6 +29,7 @@ from tests.conftest import API_KEY, EVAL_DIR, Server, load_clip, start_server  #
 SLOTS_PER_REPLICA = 2
 CLIP = EVAL_DIR / "faster_whisper/jfk.flac"
 REFERENCE = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"  # noqa: E501
+DRAIN_TIMEOUT_S = 20  # longer than the clip: a draining replica lets it finish
 REPLICA_PROCESS = "ServeReplica:parley:Parley"  # Ray names a replica's worker process so
 
 
@@ -47,7 +48,7 @@ path = "/api/tts_streaming"
 batch_size = {SLOTS_PER_REPLICA}
 [ray]
 num_cpus = 0.5
-drain_timeout_s = 5
+drain_timeout_s = {DRAIN_TIMEOUT_S}
 """
 
 
@@ -110,7 +111,8 @@ def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         spawned += _descendants(srv.process.pid)
-        srv.process.send_signal(signal.SIGTERM)  # serve.shutdown, then ray.shutdown
+        if srv.process.poll() is None:
+            srv.process.send_signal(signal.SIGTERM)  # serve.shutdown, then ray.shutdown
         try:
             srv.process.wait(timeout=60)
         except Exception:
@@ -227,3 +229,20 @@ def test_a_killed_replica_ends_only_its_sessions(ray_server: Server) -> None:
     _wait_replicas(ray_server, 120)  # the survivor and the replacement (the dead answer no 200)
     again = _alone_text(ray_server)
     assert wer([REFERENCE], [again]) <= 0.1, again
+
+
+def test_stopping_drains_live_sessions(ray_server: Server) -> None:
+    """SIGTERM to `parley serve --ray` removes the application: a replica being removed
+    finishes the session it has (up to drain_timeout_s) instead of cutting it, then the
+    server exits cleanly. Last in the module: it ends the server."""
+    pcm = load_clip(CLIP)
+
+    async def run() -> str:
+        task = asyncio.create_task(transcribe_stream(ray_server.ws, pcm))
+        await asyncio.sleep(3.0)  # mid-clip
+        ray_server.process.send_signal(signal.SIGTERM)
+        return (await task).text
+
+    text = asyncio.run(run())
+    assert wer([REFERENCE], [text]) <= 0.15, text
+    assert ray_server.process.wait(timeout=DRAIN_TIMEOUT_S + 30) == 0
