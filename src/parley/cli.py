@@ -59,6 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=16 * 1024 * 1024,
         timeout_graceful_shutdown=5,
         http=HeadersDeadlineH11,  # idle and half-sent requests are closed (http_protocol.py)
+        # asyncio's own loop, whether or not uvloop is installed (the `ray` extra brings it):
+        # the server behaves the same with and without the extra.
+        loop="asyncio",
         limit_concurrency=MAX_CONNECTIONS,  # beyond it: HTTP 503, not a server out of files
     )
     return 0

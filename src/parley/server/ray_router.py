@@ -4,10 +4,10 @@ free slots in the module its path needs, not to the one with the fewest ongoing 
 
 Each replica reports, through Ray's routing stats, its free slots per module and which module
 each path takes a slot of (`ParleyReplica.record_routing_stats`), about once a second. A
-report is up to a second old, so the router also counts the requests it has sent to each
-replica's module since shortly before that replica's last report, and trusts whichever says
-more slots are taken. With one proxy (one Ray node) that is exact once a freed slot has been
-reported; each further proxy routes on the reports and its own count.
+report is up to a second old, so the router also counts the sessions it has sent to each
+replica's module since its last report (taken on top of it) and in the moments before it
+(which the report may not show yet). With one proxy (one Ray node) that is exact once a freed
+slot has been reported; each further proxy routes on the reports and its own count.
 """
 
 from __future__ import annotations
@@ -59,12 +59,13 @@ def module_of(route: str, stats: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def free_slots(stats: Mapping[str, Any], module: str, routed_ongoing: int) -> int:
-    """A replica's free slots in `module`: its report, less the requests this router sent it
-    that are still open beyond those the report already counts."""
+def free_slots(stats: Mapping[str, Any], module: str, held_before: int, held_after: int) -> int:
+    """A replica's free slots in `module`: its report, less the sessions this router sent it
+    after the report (`held_after`) and those sent just before it (`held_before`), which the
+    report may or may not show yet: it counts at least that many as taken."""
     total = int(stats.get("total_slots", {}).get(module, 0))
     used_reported = total - int(stats.get("free_slots", {}).get(module, 0))
-    return total - max(used_reported, routed_ongoing)
+    return total - max(used_reported, held_before) - held_after
 
 
 class FreeSlotRouter(RequestRouter):
@@ -73,15 +74,17 @@ class FreeSlotRouter(RequestRouter):
         # taken until the replica reports after it (the report then shows it, or its end).
         self._holds: dict[str, tuple[ReplicaID, str, float]] = {}
 
-    def _counted(self, replica: RunningReplica, module: str) -> int:
+    def _held(self, replica: RunningReplica, module: str) -> tuple[int, int]:
+        """Sessions this router sent to the replica's module within ADMISSION_GRACE_S before
+        its last report, and after it."""
         reported_at = float((replica.routing_stats or {}).get("reported_at", 0.0))
-        return sum(
-            1
+        times = [
+            held_at
             for replica_id, held_module, held_at in self._holds.values()
-            if replica_id == replica.replica_id
-            and held_module == module
-            and held_at > reported_at - ADMISSION_GRACE_S
-        )
+            if replica_id == replica.replica_id and held_module == module
+        ]
+        after = sum(t > reported_at for t in times)
+        return sum(reported_at - ADMISSION_GRACE_S < t <= reported_at for t in times), after
 
     async def choose_replicas(
         self,
@@ -104,8 +107,9 @@ class FreeSlotRouter(RequestRouter):
         unreported = {"free_slots": report["total_slots"], "total_slots": report["total_slots"]}
 
         def free(replica: RunningReplica) -> int:
-            counted = self._counted(replica, module)
-            return free_slots(replica.routing_stats or unreported, module, counted)
+            return free_slots(
+                replica.routing_stats or unreported, module, *self._held(replica, module)
+            )
 
         ranked = sorted(candidate_replicas, key=free, reverse=True)
         with_room = [r for r in ranked if free(r) > 0]
@@ -114,7 +118,8 @@ class FreeSlotRouter(RequestRouter):
             # ("no free channels"; a POST waits for a slot there, then 503).
             return [ranked]
         self._holds[request_id] = (with_room[0].replica_id, module, now)
-        return [[r] for r in with_room] + [[r for r in ranked if r not in with_room]]
+        full = [r for r in ranked if r not in with_room]
+        return [[r] for r in with_room] + ([full] if full else [])
 
     def on_request_routed(
         self, pending_request: PendingRequest, replica_id: ReplicaID, result: object
