@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -98,11 +100,13 @@ def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from tests.conftest import packaged_model_dir
 
     tmp = tmp_path_factory.mktemp("ray")
+    # Ray's own files: a short path, as its unix sockets live under it (107-byte limit).
+    ray_tmp = tempfile.mkdtemp(prefix="pr-")
     srv = start_server(
-        tmp,  # Ray's files go under it too: RAY_TMPDIR
+        tmp,
         _config(packaged_model_dir()),
         ["--ray", "--replicas", "2"],
-        env={"RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0"},
+        env={"RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"},
     )
     spawned: list[psutil.Process] = []
     try:
@@ -120,6 +124,7 @@ def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         _, alive = psutil.wait_procs(spawned, timeout=20)
         for p in alive:  # only what this server started, by pid
             p.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
         assert not alive, f"Ray processes left after shutdown: {alive}"
 
 

@@ -26,6 +26,10 @@ def _serve(args: argparse.Namespace) -> int:
             config.wyoming.port = args.wyoming_port
         if args.wyoming_host is not None:
             config.wyoming.host = args.wyoming_host
+        if args.replicas is not None and not args.ray:
+            raise ConfigError("--replicas: only with --ray")
+        if args.replicas is not None and args.replicas < 1:
+            raise ConfigError(f"--replicas: must be at least 1, got {args.replicas}")
         if args.replicas is not None:
             config.ray.replicas = args.replicas
             config.ray.min_replicas = config.ray.max_replicas = None
