@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -125,7 +126,12 @@ def serve_on_ray(config: Config, host: str, port: int) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(application(config), name=APP_NAME, route_prefix="/")
+        try:
+            serve.run(application(config), name=APP_NAME, route_prefix="/")
+        except RuntimeError as exc:  # Ray gave up on the replicas (the causes are logged above)
+            print(f"parley: the replicas did not start: {exc}", file=sys.stderr)
+            serve.shutdown()  # type: ignore[no-untyped-call]
+            return 2
         log.info("parley ready on Ray Serve at http://%s:%d", host, port)
         stop.wait()
         log.info("parley: stopping the Ray Serve application")
