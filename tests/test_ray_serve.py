@@ -197,6 +197,12 @@ def test_openai_sdk_through_the_proxy(ray_server: Server) -> None:
     assert wer([text], [heard.text]) <= 0.2, heard.text
 
 
+def test_metrics_through_the_proxy_name_their_replica(ray_server: Server) -> None:
+    with urllib.request.urlopen(ray_server.http + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert 'asr_open_channels{module="asr",replica="' in text
+
+
 def test_a_killed_replica_ends_only_its_sessions(ray_server: Server) -> None:
     """Two real-time sessions, one per replica (the router puts the second on the emptier
     replica); one replica's process is killed mid-stream: its session ends at once with an

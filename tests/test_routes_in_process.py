@@ -348,3 +348,16 @@ def test_readyz_warming_ok_full_and_draining() -> None:
         assert client.get("/readyz").status_code == 200
     draining = client.get("/readyz")
     assert draining.status_code == 503 and draining.json()["status"] == "draining"
+
+
+def test_metrics_carry_the_replica_label_under_ray(
+    open_app: tuple[TestClient, list[Module]],
+) -> None:
+    client, _ = open_app
+    plain = client.get("/metrics").text
+    assert "asr_open_channels{" in plain and 'replica="' not in plain
+    client.app.state.serving.replica = "r1"  # type: ignore[attr-defined]  # as ParleyReplica sets it
+    labelled = client.get("/metrics").text
+    samples = [line for line in labelled.splitlines() if line and not line.startswith("#")]
+    assert samples and all('replica="r1"' in line for line in samples)
+    assert 'asr_open_channels{module="asr",replica="r1"}' in labelled

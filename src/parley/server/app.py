@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import platform
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.metrics_core import Metric
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -174,6 +175,22 @@ def readiness(modules: list[Module], serving: Serving, module_name: str | None) 
     }
 
 
+class _Labelled:
+    """The process's metrics with a `replica` label on every sample (under Ray Serve, where
+    several replicas answer the same /metrics)."""
+
+    def __init__(self, replica: str) -> None:
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                s._replace(labels={**s.labels, "replica": self.replica}) for s in family.samples
+            ]
+            yield labelled
+
+
 def _info_routes(
     modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes, keys: Keys, serving: Serving
 ) -> list[Any]:
@@ -208,7 +225,8 @@ def _info_routes(
         return JSONResponse(answer, status_code=status_code)
 
     async def prometheus(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        registry = REGISTRY if serving.replica is None else _Labelled(serving.replica)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return [
         Route("/api/modules_info", modules_info),
