@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev,kyutai]"
+.venv/bin/python -m pip install --quiet -e ".[dev,kyutai,ray]"  # ray: ~240 MB, tests/test_ray_serve.py
 
 # Kyutai backends: PyTorch (any build already installed is kept, e.g. a CUDA one; otherwise the
 # CPU wheel) and moshi without its pins (its own torch<2.10 pin would pull GBs of CUDA wheels).

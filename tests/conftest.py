@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +74,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(tmp: Path, config_text: str | None, serve_args: Sequence[str] = ()) -> Server:
-    """`config_text` None: no config file, the embedded defaults."""
+def start_server(
+    tmp: Path,
+    config_text: str | None,
+    serve_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Server:
+    """`config_text` None: no config file, the embedded defaults; `env`: more variables."""
     args: list[str] = [*serve_args]
     if config_text is not None:
         cfg = tmp / "parley.toml"
@@ -98,7 +103,7 @@ def start_server(tmp: Path, config_text: str | None, serve_args: Sequence[str] =
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -206,3 +206,27 @@ def test_wyoming_zeroconf_needs_its_package() -> None:
             parse(table, "t")
     else:
         assert parse(table, "t").wyoming.zeroconf
+
+
+def test_ray_table() -> None:
+    """`[ray]`, read by `parley serve --ray`: checked at start like every other table."""
+    modules = {"asr": {"type": "WhisperStreaming"}}
+    assert default_config().ray.address is None  # a local Ray instance unless told
+    cfg = parse(
+        {"modules": modules, "ray": {"address": "auto", "min_replicas": 1, "max_replicas": 4}},
+        "t",
+    )
+    assert (cfg.ray.address, cfg.ray.autoscaled, cfg.ray.max_replicas) == ("auto", True, 4)
+    assert cfg.ray.num_gpus == 0 and cfg.ray.target_occupancy == 0.7
+    bad = [
+        ({"replicas": 0}, r"ray.replicas: must be at least 1"),
+        ({"min_replicas": 1}, r"ray.min_replicas and ray.max_replicas: set both"),
+        ({"min_replicas": 3, "max_replicas": 2}, r"ray.min_replicas: 3 is above"),
+        ({"target_occupancy": 1.5}, r"ray.target_occupancy: must be in \(0, 1\]"),
+        ({"num_gpus": -1}, r"ray.num_gpus: must be a number >= 0"),
+        ({"address": 5}, r"ray.address: expected a string"),
+        ({"gpus": 1}, r"ray.gpus: unknown key"),
+    ]
+    for table, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            parse({"modules": modules, "ray": table}, "t")

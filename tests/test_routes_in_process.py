@@ -318,3 +318,46 @@ def test_modules_info_shows_model_paths_only_to_key_holders() -> None:
         bearer = client.get("/api/modules_info", headers={"authorization": "Bearer k"}).json()[0]
     assert anonymous["model"] == "stt.safetensors"
     assert keyed["model"] == bearer["model"] == "/srv/secret/models/stt.safetensors"
+
+
+def test_readyz_warming_ok_full_and_draining() -> None:
+    """A load balancer's probe: 503 until the modules are warm, while a module is full (or
+    only the one asked about), and once shutdown has begun."""
+    client, mods = app_client(None)
+    warming = client.get("/readyz")  # no lifespan yet: the model threads have not started
+    assert warming.status_code == 503 and warming.json()["status"] == "warming"
+    with client:
+        ok = client.get("/readyz")
+        assert ok.status_code == 200 and ok.json() == {
+            "status": "ok",
+            "modules": {
+                "asr": {"free_slots": 1, "total_slots": 1},
+                "tts": {"free_slots": 1, "total_slots": 1},
+            },
+        }
+        with client.websocket_connect("/api/asr-streaming") as ws:
+            assert msgpack.unpackb(ws.receive_bytes()) == {"type": "Ready"}
+            full = client.get("/readyz")
+            assert full.status_code == 503 and full.json()["status"] == "full"
+            assert full.json()["modules"]["asr"]["free_slots"] == 0
+            assert client.get("/readyz?module=tts").status_code == 200
+            assert client.get("/readyz?module=asr").status_code == 503
+            assert client.get("/readyz?module=nope").status_code == 404
+            end_with_error(ws, b"\xc1", 1003)
+        wait_free(mods)
+        assert client.get("/readyz").status_code == 200
+    draining = client.get("/readyz")
+    assert draining.status_code == 503 and draining.json()["status"] == "draining"
+
+
+def test_metrics_carry_the_replica_label_under_ray(
+    open_app: tuple[TestClient, list[Module]],
+) -> None:
+    client, _ = open_app
+    plain = client.get("/metrics").text
+    assert "asr_open_channels{" in plain and 'replica="' not in plain
+    client.app.state.serving.replica = "r1"  # type: ignore[attr-defined]  # as ParleyReplica sets it
+    labelled = client.get("/metrics").text
+    samples = [line for line in labelled.splitlines() if line and not line.startswith("#")]
+    assert samples and all('replica="r1"' in line for line in samples)
+    assert 'asr_open_channels{module="asr",replica="r1"}' in labelled

@@ -26,6 +26,13 @@ def _serve(args: argparse.Namespace) -> int:
             config.wyoming.port = args.wyoming_port
         if args.wyoming_host is not None:
             config.wyoming.host = args.wyoming_host
+        if args.replicas is not None and not args.ray:
+            raise ConfigError("--replicas: only with --ray")
+        if args.replicas is not None and args.replicas < 1:
+            raise ConfigError(f"--replicas: must be at least 1, got {args.replicas}")
+        if args.replicas is not None:
+            config.ray.replicas = args.replicas
+            config.ray.min_replicas = config.ray.max_replicas = None
     except ConfigError as exc:
         print(f"parley: bad config: {exc}", file=sys.stderr)
         return 2
@@ -35,6 +42,10 @@ def _serve(args: argparse.Namespace) -> int:
         config.source,
         ", ".join(f"{m.name} ({m.type} at {m.path}, {m.batch_size} slots)" for m in config.modules),
     )
+    if args.ray:
+        from parley.server.ray_serve import serve_on_ray
+
+        return serve_on_ray(config, args.host, args.port)
     raise_file_limit()
     logging.getLogger("uvicorn.error").addFilter(ClientFaultsAreNotErrors())
     try:
@@ -52,6 +63,9 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=16 * 1024 * 1024,
         timeout_graceful_shutdown=5,
         http=HeadersDeadlineH11,  # idle and half-sent requests are closed (http_protocol.py)
+        # asyncio's own loop, whether or not uvloop is installed (the `ray` extra brings it):
+        # the server behaves the same with and without the extra.
+        loop="asyncio",
         limit_concurrency=MAX_CONNECTIONS,  # beyond it: HTTP 503, not a server out of files
     )
     return 0
@@ -81,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--wyoming-host", help="the Wyoming server's address (default 127.0.0.1; no keys)"
     )
+    serve.add_argument(
+        "--ray", action="store_true", help="serve through Ray Serve replicas ([ray] table)"
+    )
+    serve.add_argument("--replicas", type=int, help="with --ray: this many replicas, fixed")
     serve.set_defaults(func=_serve)
     bench = sub.add_parser("bench", help="benchmarks against a running server")
     bench_sub = bench.add_subparsers(dest="target", required=True)

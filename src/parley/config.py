@@ -24,6 +24,14 @@ port = 10300                              # or `parley serve --wyoming-port 1030
 host = "127.0.0.1"                        # Wyoming has no keys: widen only on a trusted LAN
 modules = ["asr", "tts"]                  # default: every STT and TTS module
 zeroconf = false                          # advertise _wyoming._tcp (needs `zeroconf`)
+
+[ray]                                     # `parley serve --ray`: replicas on Ray Serve
+address = "auto"                          # none: a local Ray in-process; "auto"/"ray://..": join
+replicas = 2                              # or min_replicas/max_replicas: autoscaled
+target_occupancy = 0.7                    # autoscaling: wanted share of slots in use
+num_cpus = 1                              # per replica
+num_gpus = 0
+drain_timeout_s = 60                      # a removed replica's sessions may finish this long
 ```
 Errors name the offending key (`modules.asr.batch_size: ...`) and stop the server at start.
 """
@@ -33,7 +41,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +73,24 @@ class WyomingConfig:
 
 
 @dataclass
+class RayConfig:
+    """The `[ray]` table, read by `parley serve --ray` only (server/ray_serve.py)."""
+
+    address: str | None = None  # None: start a local Ray in this process; else ray.init's
+    replicas: int = 1  # fixed count, unless min_replicas and max_replicas are set
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    target_occupancy: float = 0.7  # autoscaling: slots in use / slots, per replica
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    drain_timeout_s: float = 60.0  # a replica being removed finishes its sessions this long
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.min_replicas is not None
+
+
+@dataclass
 class Config:
     # None (or empty): the server asks for no key, which `check_exposure` allows on loopback only.
     authorized_ids: list[str] | None = None
@@ -74,6 +100,7 @@ class Config:
     # Web pages (scheme://host[:port]) that may open WebSockets besides the server's own; "*"
     # any (server/origins.py).
     allowed_origins: list[str] = field(default_factory=list)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 def default_config() -> Config:
@@ -133,6 +160,7 @@ def parse(data: dict[str, Any], source: str) -> Config:
         "log_dir",
         "instance_name",
         "wyoming",
+        "ray",
     }
     for key in data:
         if key not in known:
@@ -155,7 +183,8 @@ def parse(data: dict[str, Any], source: str) -> Config:
                 paths.add(path)
     wyoming = _wyoming(_check("wyoming", data.get("wyoming", {}), dict), modules)
     origins = _origins(data.get("allowed_origins", []))
-    return Config(list(ids) or None, modules, source, wyoming, origins)
+    ray = _ray(_check("ray", data.get("ray", {}), dict))
+    return Config(list(ids) or None, modules, source, wyoming, origins, ray)
 
 
 def _origins(value: Any) -> list[str]:
@@ -167,6 +196,49 @@ def _origins(value: Any) -> list[str]:
                 f'allowed_origins[{i}]: {origin!r} is not an origin ("https://host[:port]", or "*")'
             )
     return list(origins)
+
+
+def _ray(table: dict[str, Any]) -> RayConfig:
+    known = {f.name for f in fields(RayConfig)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"ray.{key}: unknown key (known: {', '.join(sorted(known))})")
+    defaults = RayConfig()
+    address = table.get("address")
+    if address is not None:
+        _check("ray.address", address, str)
+
+    def count(key: str, default: int | None) -> int | None:
+        value = table.get(key, default)
+        if value is not None and _check(f"ray.{key}", value, int) < 1:
+            raise ConfigError(f"ray.{key}: must be at least 1, got {value}")
+        return value
+
+    def amount(key: str, default: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"ray.{key}: must be a number >= 0, got {value!r}")
+        return float(value)
+
+    replicas = count("replicas", defaults.replicas)
+    low, high = count("min_replicas", None), count("max_replicas", None)
+    if (low is None) != (high is None):
+        raise ConfigError("ray.min_replicas and ray.max_replicas: set both or neither")
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"ray.min_replicas: {low} is above ray.max_replicas ({high})")
+    occupancy = amount("target_occupancy", defaults.target_occupancy)
+    if not 0 < occupancy <= 1:
+        raise ConfigError(f"ray.target_occupancy: must be in (0, 1], got {occupancy}")
+    return RayConfig(
+        address,
+        replicas or defaults.replicas,
+        low,
+        high,
+        occupancy,
+        amount("num_cpus", defaults.num_cpus),
+        amount("num_gpus", defaults.num_gpus),
+        amount("drain_timeout_s", defaults.drain_timeout_s),
+    )
 
 
 WYOMING_ROLES = ("recognition", "speech")

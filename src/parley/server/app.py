@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import platform
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.metrics_core import Metric
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -41,6 +42,9 @@ from parley.server.wyoming_server import WyomingServer, catalog
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+SPEECH_PATH = "/v1/audio/speech"  # OpenAI's; on the first speech module
+TRANSCRIPTION_PATH = "/v1/audio/transcriptions"  # on the first recognition module
+REALTIME_PATH = "/v1/realtime"  # OpenAI's Realtime transcription, on the same module
 
 
 class ModuleStartError(RuntimeError):
@@ -90,9 +94,12 @@ class _Wiring:
     first_speech: SpeechService | None = None
     first_recognition: RecognitionService | None = None
     public: dict[str, dict[str, Any]] = field(default_factory=dict)  # shown in modules_info
+    # Which module's slot a request to each path takes (the Ray router ranks replicas by it).
+    module_paths: dict[str, str] = field(default_factory=dict)
 
     def add(self, module: Module, keys: Keys, options: Any) -> None:
         role, path = module.backend.role, module.info.path
+        self.module_paths[path] = module.info.name
         if role == "recognition":
             recognition = RecognitionService(module, keys, options)
             asr = AsrRoutes(recognition)
@@ -100,7 +107,10 @@ class _Wiring:
                 WebSocketRoute(path, asr.websocket),
                 Route(path, asr.post, methods=["POST"]),
             ]
-            self.first_recognition = self.first_recognition or recognition
+            if self.first_recognition is None:
+                self.first_recognition = recognition
+                self.module_paths[TRANSCRIPTION_PATH] = module.info.name
+                self.module_paths[REALTIME_PATH] = module.info.name
         elif role == "chat":
             self.routes.append(WebSocketRoute(path, ChatRoutes(module, keys).websocket))
         elif role == "speech":
@@ -113,9 +123,11 @@ class _Wiring:
             if self.first_speech is None:
                 self.first_speech = speech
                 self.routes.append(Route("/api/tts", tts.post_tts, methods=["POST"]))
+                self.module_paths["/api/tts"] = self.module_paths[SPEECH_PATH] = module.info.name
             if options.token_socket_path:
                 socket = TokenSocket(speech)
                 self.routes.append(WebSocketRoute(options.token_socket_path, socket.websocket))
+                self.module_paths[options.token_socket_path] = module.info.name
                 self.public[module.info.name] = {"token_socket_path": options.token_socket_path}
         else:
             raise ModuleStartError(f"module {module.info.name}: backend declares no role")
@@ -129,8 +141,61 @@ def _without_paths(details: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Serving:
+    """What `/readyz` reads beside the modules: set `draining` when this server is about to
+    go (shutdown begun, or a replica being removed), so load balancers stop sending to it."""
+
+    draining: bool = False
+    replica: str | None = None  # under Ray Serve: this replica's id, named in /readyz
+
+
+def readiness(modules: list[Module], serving: Serving, module_name: str | None) -> dict[str, Any]:
+    """`/readyz`'s answer: `status` is "ok" only when every module (or the one named) is warm
+    and has a free slot; otherwise "failed", "warming", "draining" or "full", first that
+    applies. Free slots per module come with it either way."""
+    chosen = [m for m in modules if module_name is None or m.info.name == module_name]
+    if not chosen:
+        return {"status": "unknown_module", "modules": {}}
+    free = {m.info.name: m.batch_size - m.used_slots for m in chosen}
+    if any(m.failed is not None for m in chosen):
+        status = "failed"
+    elif not all(m.ready.is_set() for m in chosen):
+        status = "warming"
+    elif serving.draining:
+        status = "draining"
+    elif not all(free.values()):
+        status = "full"
+    else:
+        status = "ok"
+    return {
+        "status": status,
+        **({"replica": serving.replica} if serving.replica else {}),
+        "modules": {
+            m.info.name: {"free_slots": free[m.info.name], "total_slots": m.batch_size}
+            for m in chosen
+        },
+    }
+
+
+class _Labelled:
+    """The process's metrics with a `replica` label on every sample (under Ray Serve, where
+    several replicas answer the same /metrics)."""
+
+    def __init__(self, replica: str) -> None:
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                s._replace(labels={**s.labels, "replica": self.replica}) for s in family.samples
+            ]
+            yield labelled
+
+
 def _info_routes(
-    modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes, keys: Keys
+    modules: list[Module], wiring: _Wiring, openai: OpenAiRoutes, keys: Keys, serving: Serving
 ) -> list[Any]:
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_schema(openai))
@@ -157,13 +222,20 @@ def _info_routes(
             {"name": "parley", "version": parley.__version__, "python": platform.python_version()}
         )
 
+    async def readyz(request: Request) -> Response:
+        answer = readiness(modules, serving, request.query_params.get("module"))
+        status_code = {"ok": 200, "unknown_module": 404}.get(answer["status"], 503)
+        return JSONResponse(answer, status_code=status_code)
+
     async def prometheus(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        registry = REGISTRY if serving.replica is None else _Labelled(serving.replica)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return [
         Route("/api/modules_info", modules_info),
         Route("/api/build_info", build_info),
         Route("/metrics", prometheus),
+        Route("/readyz", readyz),
         Route("/openapi.json", openapi),
     ]
 
@@ -218,18 +290,19 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
     """The app for `config`; `modules` may be given pre-built (tests with fake backends)."""
     modules = modules if modules is not None else build_modules(config)
     keys = frozenset(config.authorized_ids) if config.authorized_ids else None
+    serving = Serving()
     wiring = _Wiring()
     for module in modules:
         wiring.add(module, keys, _route_options(config, module))
     openai = OpenAiRoutes(keys, wiring.first_speech, wiring.first_recognition)
     routes = [
         *wiring.routes,
-        Route("/v1/audio/speech", openai.speech, methods=["POST"]),
-        Route("/v1/audio/transcriptions", openai.transcriptions, methods=["POST"]),
-        WebSocketRoute("/v1/realtime", RealtimeRoutes(openai).websocket),
+        Route(SPEECH_PATH, openai.speech, methods=["POST"]),
+        Route(TRANSCRIPTION_PATH, openai.transcriptions, methods=["POST"]),
+        WebSocketRoute(REALTIME_PATH, RealtimeRoutes(openai).websocket),
         Route("/v1/models", openai.models),
         Route("/v1/audio/voices", openai.voices),
-        *_info_routes(modules, wiring, openai, keys),
+        *_info_routes(modules, wiring, openai, keys, serving),
         # Anything else is the web page (static files shipped in the package; no CDN).
         Mount("/", app=_web_page(), name="web"),
     ]
@@ -260,6 +333,7 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
         try:
             yield
         finally:
+            serving.draining = True
             if advertised is not None:
                 await advertised.async_close()
             if wyoming is not None:
@@ -267,8 +341,12 @@ def create_app(config: Config, modules: list[Module] | None = None) -> Starlette
             for m in modules:
                 await asyncio.to_thread(m.stop)
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=_middleware(config.allowed_origins),
     )
+    app.state.serving = serving
+    app.state.modules = modules
+    app.state.module_paths = wiring.module_paths
+    return app
