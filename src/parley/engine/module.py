@@ -142,6 +142,10 @@ class Module:
         finally:
             self._waiting.remove(ticket)
 
+    def count_connection(self) -> None:
+        """A client session opened on this module, whatever its protocol."""
+        self.metrics.connections.labels(**self._labels).inc()
+
     def count_error(self, kind: str) -> None:
         """A client's error of `kind` (bad input, no free slot, ...), in the module's metric."""
         self.metrics.errors.labels(kind=kind, **self._labels).inc()

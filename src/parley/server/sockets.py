@@ -46,7 +46,7 @@ async def admit(
         await ws.send_denial_response(Response("unauthorized\n", status_code=401))
         return False
     await ws.accept(subprotocol)
-    module.metrics.connections.labels(module=module.info.name).inc()
+    module.count_connection()
     return True
 
 

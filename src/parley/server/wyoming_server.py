@@ -163,12 +163,11 @@ class _Run:
                     f"({self.module.batch_size} sessions in use); try again shortly"
                 )
             else:
-                self.module.metrics.connections.labels(module=self.module.info.name).inc()
+                self.module.count_connection()
         if reaction.error_kind:
             module = self.module or next(iter(self.server.modules.values()), None)
             if module is not None:
-                errors = module.metrics.errors
-                errors.labels(kind=reaction.error_kind, module=module.info.name).inc()
+                module.count_error(reaction.error_kind)
         if self.session is not None:
             for item in reaction.push:
                 self.session.push(item)
