@@ -121,8 +121,9 @@ def main() -> None:
             else:
                 rss0 = proc.memory_info().rss
                 frames = asyncio.run(asyncio.wait_for(speak_one_word(args.port, letters), 300))
-                rss_gb = (rss0 / 1e9, proc.memory_info().rss / 1e9)
-                print(f"{letters} letters: RSS {rss_gb[0]:.2f} -> {rss_gb[1]:.2f} GB, {frames} frames")
+                before_gb, after_gb = rss0 / 1e9, proc.memory_info().rss / 1e9
+                print(f"{letters} letters: RSS {before_gb:.2f} -> {after_gb:.2f} GB", end=", ")
+                print(f"{frames} frames")
         finally:
             server.terminate()
             server.wait()
