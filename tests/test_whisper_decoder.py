@@ -76,3 +76,21 @@ def test_batch_with_different_prompts_and_prefixes(decoder: WhisperDecoder, jfk_
     assert " ".join(w.text for w in first).lower().startswith("and so my fellow americans")
     assert second and second[0].text.lower().startswith("ask")
     assert silence == []
+
+
+def test_offline_requests_decode_like_a_file_beside_streaming_ones(
+    decoder: WhisperDecoder, jfk_16k
+) -> None:  # type: ignore[no-untyped-def]
+    """Offline requests (30 s context, timestamp tokens, the offline beam) batched with
+    streaming ones: each gets its own words, timed; a forced prefix works in both modes."""
+    reqs = [
+        DecodeRequest(jfk_16k, offline=True),
+        DecodeRequest(jfk_16k, prefix="And so my fellow Americans,", prefix_s=3.2, offline=True),
+        DecodeRequest(jfk_16k[: 6 * 16_000]),
+    ]
+    whole, after_prefix, streaming = decoder.decode(reqs)
+    assert wer([JFK], [" ".join(w.text for w in whole)]) <= 0.05
+    starts = [w.start_s for w in whole]
+    assert starts == sorted(starts) and whole[-1].stop_s <= 11.0
+    assert after_prefix[0].text.lower().startswith("ask") and after_prefix[0].start_s >= 3.0
+    assert " ".join(w.text for w in streaming).lower().startswith("and so my fellow americans")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,9 @@ def speech() -> np.ndarray:
 def start(
     decoder: FakeDecoder, options: WhisperOptions | None = None
 ) -> tuple[WhisperStreamingBackend, FakeSlot]:
+    # `feed` steps frames far faster than real time; backlog_s=0 keeps such a stream on the
+    # real-time path (re-decodes, commits by agreement) that these tests are about.
+    options = options or WhisperOptions(backlog_s=0)
     backend = WhisperStreamingBackend(decoder, 1, options)  # type: ignore[arg-type]
     slot = FakeSlot()
     backend.attach(slot)  # type: ignore[arg-type]
@@ -180,7 +184,8 @@ def test_audio_sent_all_at_once_reaches_its_marker(speech: np.ndarray) -> None:
     """Faster than real time the stream is throttled (`max_lag_s`) while decodes run behind;
     neither the throttle nor a pause (where re-decodes wait for the final) may stall it."""
     decoder = FakeDecoder()
-    backend, slot = start(decoder, WhisperOptions(max_lag_s=0.5))
+    # backlog_s=0: decoded as a real-time stream would be, re-decodes and all.
+    backend, slot = start(decoder, WhisperOptions(max_lag_s=0.5, backlog_s=0))
     pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE_HZ * 2, np.float32), speech])
     slot.inbox += [Audio(pcm), Marker(9)]
     deadline = time.monotonic() + 20
@@ -194,42 +199,82 @@ def test_audio_sent_all_at_once_reaches_its_marker(speech: np.ndarray) -> None:
     backend.close()
 
 
-def test_a_marker_after_a_final_that_took_all_the_speech(speech: np.ndarray) -> None:
-    """A final decode taken while the VAD still counts the stream as speaking (the window
-    passed `max_window_s` in the first silent frames), then a marker and no more audio, as a
-    POST ends: the marker comes back. It was held forever by the VAD's in-speech state."""
-    decoder = FakeDecoder()
-    backend, slot = start(decoder)
-    feed(backend, slot, speech[: int(1.5 * SAMPLE_RATE_HZ)])
-    settle(backend, slot)
-    stream = backend._streams[0]
-    assert stream is not None and stream.in_speech  # the clip is still speaking at 1.5 s
-    backend.opts.max_window_s = len(stream.window) / 16_000 + 0.1  # passed in the silence
-    decoder.gate.clear()
-    feed(backend, slot, np.zeros(3 * FRAME_SAMPLES, np.float32))  # the final is taken here
-    assert backend._busy and stream.in_speech
-    slot.inbox.append(Marker(5))  # after the final was taken: not among its markers
-    feed(backend, slot, np.zeros(FRAME_SAMPLES, np.float32))
-    decoder.gate.set()
-    settle(backend, slot)
-    for _ in range(5):
-        backend.step([slot])  # type: ignore[list-item]
-    assert Marker(5) in slot.out
-    check_order(slot)
-
-
-class PrefixRecordingDecoder(FakeDecoder):
-    """The fake decoder, recording how many seconds of forced prefix each request carries."""
+class RequestRecordingDecoder(FakeDecoder):
+    """The fake decoder, recording every request."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.prefix_s: list[float] = []
+        self.requests: list[DecodeRequest] = []
 
     def decode_counting_retries(
         self, requests: list[DecodeRequest]
     ) -> tuple[list[list[DecodedWord]], int]:
-        self.prefix_s += [r.prefix_s for r in requests]
+        self.requests += requests
         return super().decode_counting_retries(requests)
+
+
+def run_to_marker(backend: WhisperStreamingBackend, slot: FakeSlot) -> None:
+    deadline = time.monotonic() + 20
+    while not any(isinstance(m, Marker) for m in slot.out):
+        assert time.monotonic() < deadline, f"stalled after {len(steps(slot))} Steps"
+        if not backend.step([slot]):  # type: ignore[list-item]
+            time.sleep(0.005)
+
+
+def test_audio_far_ahead_of_real_time_is_decoded_like_a_file(speech: np.ndarray) -> None:
+    """A whole recording at once: no re-decodes, one offline decode per window, a window
+    ending at a long pause or the marker; every word, Step and the marker still come back in
+    the protocol's order."""
+    decoder = RequestRecordingDecoder()
+    backend, slot = start(decoder, WhisperOptions())
+    pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE_HZ * 3, np.float32), speech])
+    slot.inbox += [Audio(pcm), Marker(9)]
+    run_to_marker(backend, slot)
+    assert [r.offline for r in decoder.requests] == [True, True]
+    # The first window ends in the pause, the second holds the second utterance.
+    assert all(
+        len(r.audio_16k) < len(speech) * 16_000 // SAMPLE_RATE_HZ + 8_000 for r in decoder.requests
+    )
+    assert len(steps(slot)) == -(-len(pcm) // FRAME_SAMPLES)
+    assert [m for m in slot.out if isinstance(m, Word)]
+    check_order(slot)
+    backend.close()
+
+
+def test_real_time_audio_is_never_decoded_like_a_file(speech: np.ndarray) -> None:
+    decoder = RequestRecordingDecoder()
+    backend, slot = start(decoder, WhisperOptions())
+    for off in range(0, len(speech), FRAME_SAMPLES):  # paced, a little faster than real time
+        feed(backend, slot, speech[off : off + FRAME_SAMPLES])
+        time.sleep(FRAME_S * 0.9)
+    feed(backend, slot, np.zeros(SAMPLE_RATE_HZ, np.float32))
+    settle(backend, slot)
+    assert decoder.requests and not any(r.offline for r in decoder.requests)
+    backend.close()
+
+
+def test_a_window_cut_mid_speech_ends_in_its_longest_pause() -> None:
+    """A final taken mid-speech (the window outgrew its limit) is cut in the middle of the
+    window's longest stretch the VAD heard as silence (the latest of equals), never in the
+    first `MIN_CUT_SPEECH_S`; with no silent frame at all, at the quietest one."""
+    backend, slot = start(FakeDecoder())
+    stream = backend._streams[0]
+    assert stream is not None
+    frame16 = FRAME_SAMPLES * 16_000 // SAMPLE_RATE_HZ
+    stream.window_start16 = 100 * frame16
+
+    def cut_frames(probs: list[float]) -> float:
+        stream.window = np.zeros(len(probs) * frame16, np.float32)
+        stream.window_frames = deque(
+            (stream.window_start16 + (k + 1) * frame16, p) for k, p in enumerate(probs)
+        )
+        return backend._pause_cut16(stream) / frame16
+
+    speech, pause = [0.9] * 40, [0.1] * 3
+    assert cut_frames(speech + pause + speech + pause + [0.2] + speech) == 85
+    assert cut_frames([0.1] * 10 + speech + pause + speech) == 51.5  # not in the first 2 s
+    assert cut_frames(speech + [0.6, 0.7] + speech) == 41  # the quietest frame's end
+    backend.close()
 
 
 def test_a_final_decode_repeats_at_most_the_context_of_committed_speech() -> None:
@@ -237,18 +282,22 @@ def test_a_final_decode_repeats_at_most_the_context_of_committed_speech() -> Non
     them, losing the utterance's last words ("... the art of printing.", half the time): a
     final's window keeps only `context_s` of committed speech."""
     speech = load_clip(EVAL_DIR / "coqui_tts_ljspeech/LJ001-0005.wav")  # 8.1 s, one sentence
-    decoder = PrefixRecordingDecoder()
-    options = WhisperOptions(trim_window_s=60.0)  # no trim for length: only the final's own
+    decoder = RequestRecordingDecoder()
+    options = WhisperOptions(
+        trim_window_s=60.0, backlog_s=0
+    )  # no trim for length: only the final's own
     backend, slot = start(decoder, options)
     half_s = SAMPLE_RATE_HZ // 2 // FRAME_SAMPLES * FRAME_SAMPLES
     for off in range(0, len(speech) - half_s, half_s):
         feed(backend, slot, speech[off : off + half_s])
         settle(backend, slot)
-    assert max(decoder.prefix_s) > options.context_s + 2  # long committed prefixes before it
+    assert (
+        max(r.prefix_s for r in decoder.requests) > options.context_s + 2
+    )  # long committed prefixes before it
     slot.inbox.append(Marker(1))
     backend.step([slot])  # type: ignore[list-item]
     settle(backend, slot)
     backend.step([slot])  # type: ignore[list-item]
     assert any(isinstance(m, Marker) for m in slot.out)
-    assert decoder.prefix_s[-1] <= options.context_s + 0.5  # the final's
+    assert decoder.requests[-1].prefix_s <= options.context_s + 0.5  # the final's
     backend.close()

@@ -70,8 +70,11 @@ def marker_message(marker_id: int) -> bytes:
 
 
 async def connect(url: str, api_key: str) -> websockets.ClientConnection:
+    # No read queue limit: `transcribe_stream` stops reading at the marker while Steps still
+    # arrive, and with a full queue websockets reads no further, so the server's close frame
+    # went unseen and closing took its 10 s timeout.
     return await websockets.connect(
-        url, additional_headers={"kyutai-api-key": api_key}, max_size=None
+        url, additional_headers={"kyutai-api-key": api_key}, max_size=None, max_queue=None
     )
 
 

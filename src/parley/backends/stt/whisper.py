@@ -63,8 +63,12 @@ PREROLL_S = 0.3  # audio kept before the VAD fires, so a word's onset is not cli
 SPEECH_TAIL_S = 0.25  # silence kept after the last speech frame in a decoded window
 PAUSE_HORIZONS_FRAMES = (2, 4, 6)  # Step.prs[k]: pause held for 0.16 / 0.32 / 0.48 s
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
+FRAME_SAMPLES16 = FRAME_SAMPLES * VAD_RATE_HZ // SAMPLE_RATE_HZ
 PAUSE_DEFER_FRAMES = 2  # silent frames after which a speaking stream's re-decodes wait
 MAX_BATCH = 8
+MIN_CUT_SPEECH_S = 2.0  # a window cut for length keeps at least this much before the cut
+BACKLOG_GAP_S = 2.0  # with a backlog, a pause this long ends the window anyway
+BACKLOG_WINDOW_S = 28.0  # with a backlog, windows as long as Whisper's own (30 s) less margin
 
 
 @dataclass
@@ -87,6 +91,13 @@ class WhisperOptions:
     trim_window_s: float = option(8.0, "a window longer than this drops committed audio")
     max_lag_s: float = option(3.0, "undecoded speech a stream may run ahead by")
     context_s: float = option(3.0, "committed audio kept as context for the next utterance")
+    backlog_s: float = option(
+        2.0,
+        "audio sent ahead of real time from which a stream is decoded like a file: "
+        "windows up to 28 s ended by pauses, no re-decodes (0: never)",
+        at_least(0.0),
+    )
+    backlog_beam_size: int = option(5, "decoder beam for audio decoded like a file", at_least(1))
 
 
 @dataclass
@@ -97,6 +108,7 @@ class _Stream:
     pending: deque[np.ndarray] = field(default_factory=deque)
     pending_samples: int = 0
     received_samples: int = 0
+    attached_at: float = field(default_factory=time.monotonic)
     frames_done: int = 0
     markers: deque[tuple[int, int]] = field(default_factory=deque)  # (sample position, id)
     markers_due: list[int] = field(default_factory=list)  # audio processed, awaiting flush
@@ -104,6 +116,9 @@ class _Stream:
     preroll: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     window: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     window_start16: int = 0
+    # (stream position16 where a window frame ends, its speech probability): where to cut a
+    # window that grew too long.
+    window_frames: deque[tuple[int, float]] = field(default_factory=deque)
     in_speech: bool = False
     silence_frames: int = 0
     pause_history: deque[float] = field(default_factory=lambda: deque(maxlen=8))
@@ -117,6 +132,7 @@ class _Stream:
     released_s: float = 0.0  # end of the last frame whose Step was sent
     speech_onset_s: float = 0.0  # start of the first frame of the uncommitted speech
     speech_since_job_s: float | None = None  # first speech frame since the last decode was taken
+    backlogged: bool = False  # audio waits far ahead of real time: decoded like a file
     vad_threshold: float = 0.5  # the session's own (`VadSettings`), else the module's
     endpoint_silence_s: float = 0.5
 
@@ -128,6 +144,7 @@ class _Job:
     audio_end16: int  # how much of it is decoded
     speech_end16: int  # where its last speech frame ends
     final: bool
+    partial: bool  # a final that ends at a pause inside the window: speech continues after it
     markers: list[int]
     request: DecodeRequest
 
@@ -207,6 +224,10 @@ class WhisperStreamingBackend(RecognitionBackend):
 
     # --- per-frame work (model thread) -----------------------------------------------------
     def _take_inputs(self, s: _Stream) -> None:
+        self._take_items(s)
+        s.backlogged = self._backlogged(s)
+
+    def _take_items(self, s: _Stream) -> None:
         for item in s.slot.take_inputs():
             if isinstance(item, Audio):
                 if item.pcm.size:
@@ -225,7 +246,24 @@ class WhisperStreamingBackend(RecognitionBackend):
                 s.vad_threshold = item.threshold
                 s.endpoint_silence_s = item.endpoint_silence_s
 
+    def _backlogged(self, s: _Stream) -> bool:
+        """A client sending audio faster than it plays (a file, a recording) is not waiting
+        for each word: its audio is decoded the way offline transcription does, whole windows
+        with full context, which is more accurate than committing by agreement."""
+        if self.opts.backlog_s <= 0:
+            return False
+        # Ahead of real time, not audio waiting: the model thread takes frames as fast as they
+        # arrive, so a file sent at once is mostly waiting in the socket, not here.
+        ahead_s = s.received_samples / SAMPLE_RATE_HZ - (time.monotonic() - s.attached_at)
+        return ahead_s >= self.opts.backlog_s
+
+    def _window_full(self, s: _Stream) -> bool:
+        limit_s = BACKLOG_WINDOW_S if s.backlogged else self.opts.max_window_s
+        return len(s.window) - s.context_end16 >= limit_s * VAD_RATE_HZ
+
     def _throttled(self, s: _Stream) -> bool:
+        if s.backlogged:  # the window fills up to its limit before it is decoded
+            return self._window_full(s)
         # Undecoded speech, not window: silence after the last speech is never decoded, and
         # counting it would stall a stream whose window is context and silence (nothing due).
         return s.speech_end16 - s.decoded_upto16 > self.opts.max_lag_s * VAD_RATE_HZ
@@ -268,6 +306,7 @@ class WhisperStreamingBackend(RecognitionBackend):
                 s.policy.window_moved(s.window_start16 / VAD_RATE_HZ)
         if s.in_speech or len(s.window):
             s.window = np.concatenate([s.window, audio16])
+            s.window_frames.append((s.samples16, speech_p))
             if is_speech:
                 s.speech_end16 = len(s.window)
         else:
@@ -278,8 +317,6 @@ class WhisperStreamingBackend(RecognitionBackend):
             if s.silence_frames * FRAME_SAMPLES >= s.endpoint_silence_s * SAMPLE_RATE_HZ:
                 s.in_speech = False
                 s.final_wanted = True
-        if len(s.window) > self.opts.max_window_s * VAD_RATE_HZ:
-            s.final_wanted = True
         hist = list(s.pause_history)
         prs = [float(min(hist[-n:])) for n in PAUSE_HORIZONS_FRAMES]
         # buffered_pcm: what was waiting behind this frame when it was processed.
@@ -329,6 +366,14 @@ class WhisperStreamingBackend(RecognitionBackend):
     def _due(self, s: _Stream) -> bool:
         if s.in_flight or not s.speech_end16:  # nothing but committed context and silence
             return False
+        if s.markers_due or self._window_full(s):
+            return True
+        if s.backlogged:
+            # Decoded like a file: a window ends at a marker, when full, or at a long pause
+            # (an utterance's end alone does not end it: more context, as offline).
+            return not s.in_speech and len(s.window) - s.speech_end16 >= (
+                BACKLOG_GAP_S * VAD_RATE_HZ
+            )
         if s.final_wanted:
             return True
         new = len(s.window) - s.decoded_upto16
@@ -346,38 +391,72 @@ class WhisperStreamingBackend(RecognitionBackend):
         if not due:
             return
         due.sort(key=lambda s: (not s.final_wanted, s.decoded_upto16 - len(s.window)))
-        jobs = []
-        for s in due[:MAX_BATCH]:
-            final = s.final_wanted
-            if final:
-                # A final decode forced to repeat many seconds of committed words often stops
-                # right after them (EOT at once), losing the utterance's last words: half the
-                # time on an 8 s read sentence, depending on whether a trim had happened.
-                self._trim_window(s, s.policy.in_window, always=True)
-            # Trailing silence only invites hallucinated words: decode up to the last speech.
-            audio_end16 = min(len(s.window), s.speech_end16 + int(SPEECH_TAIL_S * VAD_RATE_HZ))
-            jobs.append(
-                _Job(
-                    s,
-                    len(s.window),
-                    audio_end16,
-                    s.speech_end16,
-                    final,
-                    list(s.markers_due) if final else [],
-                    self._request(s, audio_end16),
-                )
-            )
-            s.in_flight = True
-            s.decoded_upto16 = len(s.window)
-            s.speech_since_job_s = None
+        jobs = [self._job(s) for s in due[:MAX_BATCH]]
         self._busy = True
         self._jobs.put(jobs)
+
+    def _job(self, s: _Stream) -> _Job:
+        final = s.final_wanted or s.backlogged or bool(s.markers_due) or self._window_full(s)
+        end16 = len(s.window)
+        if final:
+            # A final decode forced to repeat many seconds of committed words often stops
+            # right after them (EOT at once), losing the utterance's last words: half the
+            # time on an 8 s read sentence, depending on whether a trim had happened.
+            self._trim_window(s, s.policy.in_window, always=True)
+            end16 = len(s.window)
+            if s.in_speech and not s.markers_due:  # ends at a pause, not inside a word
+                end16 = self._pause_cut16(s)
+        partial = end16 < len(s.window) and s.speech_end16 > end16
+        speech_end16 = min(s.speech_end16, end16)
+        # Trailing silence only invites hallucinated words: decode up to the last speech.
+        audio_end16 = min(end16, speech_end16 + int(SPEECH_TAIL_S * VAD_RATE_HZ))
+        job = _Job(
+            s,
+            end16,
+            audio_end16,
+            speech_end16,
+            final,
+            partial,
+            list(s.markers_due) if final and not partial else [],
+            self._request(s, audio_end16),
+        )
+        s.in_flight = True
+        s.decoded_upto16 = len(s.window)
+        s.speech_since_job_s = None
+        return job
+
+    def _pause_cut16(self, s: _Stream) -> int:
+        """Where a final taken mid-speech ends: the middle of the window's longest pause (the
+        VAD's quietest run; the latest of equals), at least `MIN_CUT_SPEECH_S` in."""
+        low16 = s.context_end16 + int(MIN_CUT_SPEECH_S * VAD_RATE_HZ)
+        best: tuple[int, int] = (0, len(s.window))  # (frames, cut position)
+        quietest: tuple[float, int] = (2.0, len(s.window))
+        run_start16, run = 0, 0
+        for end_abs16, speech_p in s.window_frames:
+            end16 = end_abs16 - s.window_start16
+            if end16 <= low16:
+                continue
+            if speech_p < s.vad_threshold:
+                if not run:
+                    run_start16 = end16 - FRAME_SAMPLES16
+                run += 1
+                if run >= best[0]:
+                    best = (run, (run_start16 + end16) // 2)
+            else:
+                run = 0
+            if speech_p <= quietest[0]:
+                quietest = (speech_p, end16)
+        return best[1] if best[0] else quietest[1]
 
     def _request(self, s: _Stream, audio_end16: int) -> DecodeRequest:
         prefix, prefix_end_s = s.policy.window_text()
         prefix_s = max(0.0, prefix_end_s - s.window_start16 / VAD_RATE_HZ) if prefix else 0.0
         return DecodeRequest(
-            s.window[:audio_end16], s.policy.prompt(), prefix=prefix, prefix_s=prefix_s
+            s.window[:audio_end16],
+            s.policy.prompt(),
+            prefix=prefix,
+            prefix_s=prefix_s,
+            offline=s.backlogged,
         )
 
     def _decode_loop(self) -> None:
@@ -424,7 +503,9 @@ class WhisperStreamingBackend(RecognitionBackend):
         if job.final:
             committed = s.policy.finish(hypothesis)
             self._keep_context(s, job)
-            if s.speech_end16:  # speech came during the decode: its words are still to come
+            if job.partial:  # the speech after the cut: its words are still to come
+                s.speech_onset_s = origin_s + job.snapshot16 / VAD_RATE_HZ
+            elif s.speech_end16:  # speech came during the decode: its words are still to come
                 s.speech_onset_s = (
                     s.policy.committed_end_s
                     if s.speech_since_job_s is None
@@ -479,11 +560,14 @@ class WhisperStreamingBackend(RecognitionBackend):
         s.context_end16 = max(0, job.speech_end16 - cut)
         if s.speech_end16 <= s.context_end16:
             s.speech_end16 = 0  # no speech arrived after the decoded part
-        s.decoded_upto16 = len(s.window)
+        # After a cut the rest of the window is new speech, not yet decoded.
+        s.decoded_upto16 = s.context_end16 if job.partial else len(s.window)
 
     def _drop_window(self, s: _Stream, samples16: int) -> None:
         s.window = s.window[samples16:]
         s.window_start16 += samples16
+        while s.window_frames and s.window_frames[0][0] <= s.window_start16:
+            s.window_frames.popleft()
         s.speech_end16 = max(0, s.speech_end16 - samples16)
         s.context_end16 = max(0, s.context_end16 - samples16)
         s.decoded_upto16 = max(0, s.decoded_upto16 - samples16)
@@ -525,6 +609,7 @@ def build(name: str, batch_size: int, o: WhisperOptions) -> WhisperStreamingBack
         cpu_threads=o.cpu_threads,
         language=o.language,
         beam_size=o.beam_size,
+        offline_beam_size=o.backlog_beam_size,
         short_context=o.short_context,
     )
     facts = {

@@ -62,6 +62,9 @@ class DecodeRequest:
     # transcript, so the decoder hears that audio as context and returns only what follows.
     prefix: str = ""
     prefix_s: float = 0.0
+    # Decoded as offline transcription does (faster-whisper's `transcribe`): Whisper's 30 s
+    # context, timestamp tokens, the offline beam. For audio nobody is waiting on word by word.
+    offline: bool = False
 
 
 def compression_ratio(text: str) -> float:
@@ -121,6 +124,7 @@ class WhisperDecoder:
         cpu_threads: int = 2,
         language: str = "en",
         beam_size: int = 1,
+        offline_beam_size: int = 5,
         short_context: bool = True,
     ) -> None:
         from faster_whisper import WhisperModel
@@ -139,6 +143,7 @@ class WhisperDecoder:
             language=language,
         )
         self.beam_size = beam_size
+        self.offline_beam_size = offline_beam_size
         self.short_context = short_context
         self._suppress = [-1, *self.tokenizer.non_speech_tokens]
 
@@ -169,9 +174,14 @@ class WhisperDecoder:
             return []
         return list(self.tokenizer.encode(" " + prompt.strip()))[-PROMPT_MAX_TOKENS:]
 
-    def _prompt_tokens(self, previous: list[int]) -> list[int]:
-        seq = [*self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
-        return [self.tokenizer.sot_prev, *previous, *seq] if previous else seq
+    def _prompt_tokens(self, previous: list[int], prefix: list[int], timestamps: bool) -> list[int]:
+        seq = list(self.tokenizer.sot_sequence)
+        if not timestamps:
+            seq.append(self.tokenizer.no_timestamps)
+        elif prefix:  # a forced prefix starts where a transcript starts: at <|0.00|>
+            seq.append(self.tokenizer.timestamp_begin)
+        head = [self.tokenizer.sot_prev, *previous] if previous else []
+        return head + seq + prefix
 
     def decode(self, requests: list[DecodeRequest]) -> list[list[DecodedWord]]:
         """Decodes each request's window; returns its words (empty for silence/noise)."""
@@ -184,37 +194,43 @@ class WhisperDecoder:
         if not requests:
             return [], 0
         results: list[list[DecodedWord] | None] = [None] * len(requests)
-        # Windows of equal context length share one batched encoder+decoder call.
-        groups: dict[int, list[int]] = {}
+        # Windows of equal context length (and beam) share one batched encoder+decoder call.
+        groups: dict[tuple[int, bool], list[int]] = {}
         for i, req in enumerate(requests):
             if not req.audio_16k.size or float(np.abs(req.audio_16k).max()) < DIGITAL_SILENCE:
                 results[i] = []  # Whisper "hears" a "you" in pure silence
                 continue
-            groups.setdefault(self._context_frames(len(req.audio_16k)), []).append(i)
-        retry: list[int] = []
-        for context_frames, idxs in groups.items():
-            ok = self._decode_group([requests[i] for i in idxs], context_frames)
+            frames = (
+                FULL_CONTEXT_MEL_FRAMES
+                if req.offline
+                else self._context_frames(len(req.audio_16k))
+            )
+            groups.setdefault((frames, req.offline), []).append(i)
+        retries: dict[tuple[int, bool], list[int]] = {}
+        for (context_frames, offline), idxs in groups.items():
+            ok = self._decode_group([requests[i] for i in idxs], context_frames, offline)
             for i, words in zip(idxs, ok, strict=True):
                 if words is None:
-                    retry.append(i)
+                    retries.setdefault((FULL_CONTEXT_MEL_FRAMES, offline), []).append(i)
                 else:
                     results[i] = words
-        if retry:
+        for (context_frames, offline), idxs in retries.items():
             # The retry also drops the prompt: a prompt that ends mid-sentence can make the
             # decoder emit one word and stop.
             redo = self._decode_group(
                 [
                     DecodeRequest(r.audio_16k, prefix=r.prefix, prefix_s=r.prefix_s)
-                    for r in (requests[i] for i in retry)
+                    for r in (requests[i] for i in idxs)
                 ],
-                FULL_CONTEXT_MEL_FRAMES,
+                context_frames,
+                offline,
             )
-            for i, words in zip(retry, redo, strict=True):
+            for i, words in zip(idxs, redo, strict=True):
                 results[i] = words or []
-        return [r or [] for r in results], len(retry)
+        return [r or [] for r in results], sum(len(idxs) for idxs in retries.values())
 
     def _decode_group(
-        self, requests: list[DecodeRequest], context_frames: int
+        self, requests: list[DecodeRequest], context_frames: int, offline: bool
     ) -> list[list[DecodedWord] | None]:
         """None for an item whose result looks like a runaway loop (retry it on 30 s)."""
         import ctranslate2
@@ -232,7 +248,7 @@ class WhisperDecoder:
             for r in requests
         ]
         prompts = [
-            self._prompt_tokens(p[len(p) - shared :]) + prefix
+            self._prompt_tokens(p[len(p) - shared :], prefix, offline)
             for p, prefix in zip(previous, prefixes, strict=True)
         ]
         full = context_frames >= FULL_CONTEXT_MEL_FRAMES
@@ -242,7 +258,7 @@ class WhisperDecoder:
         generated = self.model.model.generate(
             encoder_output,
             prompts,
-            beam_size=self.beam_size,
+            beam_size=self.offline_beam_size if offline else self.beam_size,
             max_length=max(len(p) for p in prompts) + max_new if not full else 448,
             return_scores=True,
             return_no_speech_prob=True,
