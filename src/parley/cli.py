@@ -116,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         "(half the streams on each, the same audio at once)",
     )
     stt.add_argument("--no-baseline", action="store_true", help="skip offline tiny.en baseline")
+    stt.add_argument(
+        "--modes",
+        default="realtime,fast",
+        help="realtime (paced as it plays), fast (each stream's audio sent at once)",
+    )
     stt.set_defaults(func=_bench)
     tts = bench_sub.add_parser("tts", help="N concurrent TTS streams fed word by word")
     tts.add_argument("--url", default="ws://127.0.0.1:8080")

@@ -11,6 +11,8 @@ import numpy as np
 from parley.engine.backend import SAMPLE_RATE_HZ
 
 GAP_S = 1.0
+# The clips issue 16 counts as spontaneous speech (the rest are read: audiobooks, a speech).
+SPONTANEOUS = frozenset({"mfa_acoustic_corpus", "mfa_61-70968-0000"})
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,10 @@ class Clip:
     path: Path
     duration_s: float
     reference: str
+
+    @property
+    def spontaneous(self) -> bool:
+        return self.id in SPONTANEOUS
 
 
 def english_clips(eval_dir: str | Path, max_duration_s: float = 30.0) -> list[Clip]:

@@ -1,12 +1,17 @@
 """`parley bench stt`: N concurrent real-time streams of the eval clips against a server.
 
-Per N it reports WER (against the references, and beside it offline faster-whisper tiny.en
-on the same clips, computed in the same run), word latency (from the moment the audio frame
+Per N it reports WER (against the references, over all clips and split into read and
+spontaneous speech, and beside it offline faster-whisper tiny.en on the same clips, computed
+in the same run), word latency (from the moment the audio frame
 holding a word's end was sent to that word's `Word` arriving), Step lag (from sending a frame to
 its `Step` arriving: Steps wait for the words of their audio), end-of-turn latency (from the
 frame where a clip's speech ends to the last `Word` of that clip, and to the first `Step` after
 it that puts Unmute's pause prediction over 0.6), whether the server kept up (the largest
 `buffered_pcm` it reported stays under 2 s), and the machine's CPU use during the run.
+
+`--modes fast` sends every clip as a file at once, as Kyutai's `stt_from_file_rust_server.py
+--rtf 1000` does, N connections at a time: there latency is not the point, accuracy against
+offline is (and how many times faster than real time the clips were transcribed).
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parley.bench.eval_clips import Playlist, english_clips, make_playlists, speech_span_s
+from parley.bench.eval_clips import (
+    Clip,
+    Playlist,
+    english_clips,
+    make_playlists,
+    speech_span_s,
+)
 from parley.bench.realtime import (
     WORD_SLACK_S,
     ClipLatencies,
@@ -35,12 +46,57 @@ KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
 LEAD_SILENCE_S = 1.0  # sent before each stream's audio, as Kyutai's client does
 # "together": half the streams on each socket at once, the same audio on both.
 PROTOCOLS = ("moshi", "realtime", "together")
+MODES = ("realtime", "fast")
+
+
+@dataclass
+class SplitWer:
+    """WER over all clips, the read ones and the spontaneous ones."""
+
+    all: float
+    read: float
+    spontaneous: float
+
+    @classmethod
+    def of(cls, clips: dict[str, Clip], hyps: list[tuple[str, str]]) -> SplitWer:
+        """`hyps`: (clip id, transcript) for every clip played."""
+
+        def part(keep: bool | None) -> float:
+            chosen = [
+                (clips[c].reference, h) for c, h in hyps if keep in (None, clips[c].spontaneous)
+            ]
+            if not chosen:
+                return float("nan")
+            refs, texts = zip(*chosen, strict=True)
+            return wer(list(refs), list(texts))
+
+        return cls(part(None), part(False), part(True))
+
+    def cells(self) -> str:
+        return f"{self.all:>6.3f} {self.read:>6.3f} {self.spontaneous:>6.3f}"
+
+
+def clip_transcripts(result: StreamResult, playlist: Playlist) -> list[tuple[str, str]]:
+    """Each clip of a playlist with the words of the stream that fall in its time."""
+    starts = [*playlist.clip_starts_s, float("inf")]
+    return [
+        (
+            clip_id,
+            " ".join(
+                w.text
+                for w in result.words
+                if starts[k] <= w.start_s + WORD_SLACK_S < starts[k + 1]
+            ),
+        )
+        for k, clip_id in enumerate(playlist.clip_ids)
+    ]
 
 
 @dataclass
 class RunStats:
     streams: int
     wer: float
+    split: SplitWer
     offline_wer: float  # offline tiny.en on the same audio (nan without a baseline)
     latency_p50_s: float
     latency_p95_s: float
@@ -130,6 +186,7 @@ async def _run(
     offline: dict[str, str] | None,
     spans: dict[str, tuple[float, float]],
     show_text: bool,
+    clips_by_id: dict[str, Clip],
 ) -> RunStats:
     import psutil
 
@@ -160,9 +217,13 @@ async def _run(
     offline_wer = float("nan")
     if offline is not None:
         offline_wer = wer(refs, [" ".join(offline[c] for c in p.clip_ids) for p in playlists])
+    per_clip_text = [
+        x for r, p in zip(results, playlists, strict=True) for x in clip_transcripts(r, p)
+    ]
     return RunStats(
         streams=len(playlists),
         wer=wer(refs, [r.text for r in results]),
+        split=SplitWer.of(clips_by_id, per_clip_text),
         offline_wer=offline_wer,
         latency_p50_s=float(np.percentile(lat, 50)) if lat else float("nan"),
         latency_p95_s=float(np.percentile(lat, 95)) if lat else float("nan"),
@@ -199,12 +260,37 @@ async def _together(
     api_key: str,
     playlists: list[Playlist],
     spans: dict[str, tuple[float, float]],
+    clips_by_id: dict[str, Clip],
 ) -> tuple[RunStats, tuple[float, ClipLatencies]]:
     """The same playlists on both sockets at once: the same load, side by side."""
     return await asyncio.gather(
-        _run(url, api_key, playlists, None, spans, False),
+        _run(url, api_key, playlists, None, spans, False, clips_by_id),
         _run_realtime(base_url, api_key, playlists, spans),
     )
+
+
+async def _run_fast(
+    url: str, api_key: str, clips: list[Clip], pcms: list[np.ndarray], streams: int
+) -> tuple[SplitWer, float]:
+    """Every clip as its own file, sent at once on its own connection (as Kyutai's script
+    does, one file per run), `streams` connections at a time: WER over all clips, and how many
+    times faster than real time they were transcribed (audio seconds / wall seconds)."""
+    queue = list(range(len(clips)))
+    texts: list[tuple[str, str]] = []
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop(0)
+            r = await transcribe_stream(
+                url, pcms[i], api_key=api_key, realtime=False, lead_silence_s=LEAD_SILENCE_S
+            )
+            texts.append((clips[i].id, r.text))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(streams)))
+    wall_s = time.perf_counter() - start
+    audio_s = sum(len(p) for p in pcms) / SAMPLE_RATE_HZ
+    return SplitWer.of({c.id: c for c in clips}, texts), audio_s / wall_s
 
 
 def _protocol_row(protocol: str, streams: int, wer_value: float, clips: ClipLatencies) -> str:
@@ -224,7 +310,11 @@ def run_stt_bench(args: argparse.Namespace) -> int:
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
         raise SystemExit(f"--protocols: choose from {', '.join(PROTOCOLS)}")
-    clips = english_clips(args.eval_dir, max_duration_s=15.0)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if set(modes) - set(MODES) or not modes:
+        raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
+    clips = english_clips(args.eval_dir, max_duration_s=30.0)
+    clips_by_id = {c.id: c for c in clips}
     pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
     counts = [int(x) for x in args.streams.split(",") if x.strip()]
     playlists = make_playlists(clips, pcms, max(counts), args.clips)
@@ -236,26 +326,50 @@ def run_stt_bench(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         texts = offline_transcripts([c.path for c in clips])
         offline = {c.id: text for c, text in zip(clips, texts, strict=True)}
+        whole = SplitWer.of(clips_by_id, list(offline.items()))
         print(
             f"baseline: offline faster-whisper tiny.en (beam 5, whole files) on {len(clips)} "
-            f"clips: WER {wer([c.reference for c in clips], texts):.3f}, "
-            f"{time.perf_counter() - t:.1f} s"
+            f"clips: WER {whole.all:.3f} (read {whole.read:.3f}, spontaneous "
+            f"{whole.spontaneous:.3f}), {time.perf_counter() - t:.1f} s"
         )
-    if "moshi" in protocols:
+    if "fast" in modes:
         print(
-            f"{'streams':>7} {'WER':>6} {'offline':>7} {'lat p50':>8} {'lat p95':>8} "
-            f"{'step lag p50/p95':>17} {'eot word p50/p95':>17} {'eot step p50/p95':>17} "
-            f"{'missed':>6} {'max buf':>8} {'kept up':>7} {'CPU':>6} {'words':>6}"
+            "\nfast: every clip a file sent at once (stt_from_file_rust_server.py --rtf 1000), "
+            "N files at a time"
+        )
+        offline_cells = (
+            SplitWer.of(clips_by_id, list(offline.items())).cells()
+            if offline is not None
+            else f"{'-':>6} {'-':>6} {'-':>6}"
+        )
+        print(
+            f"{'streams':>7} {'WER':>6} {'read':>6} {'spont':>6} | {'offline':>6} {'read':>6} "
+            f"{'spont':>6} | {'x real time':>11}"
+        )
+        for n in counts:
+            split, speed = asyncio.run(_run_fast(url, args.api_key, clips, pcms, n))
+            print(f"{n:>7} {split.cells()} | {offline_cells} | {speed:>10.1f}x", flush=True)
+    if "realtime" not in modes:
+        return 0
+    if "moshi" in protocols:
+        print("\nreal time: each stream's audio paced as it plays")
+        print(
+            f"{'streams':>7} {'WER':>6} {'read':>6} {'spont':>6} {'offline':>7} {'lat p50':>8} "
+            f"{'lat p95':>8} {'step lag p50/p95':>17} {'eot word p50/p95':>17} "
+            f"{'eot step p50/p95':>17} {'missed':>6} {'max buf':>8} {'kept up':>7} {'CPU':>6} "
+            f"{'words':>6}"
         )
     rows = []
     for n in counts:
         if "moshi" in protocols:
-            s = asyncio.run(_run(url, args.api_key, playlists[:n], offline, spans, args.show_text))
+            s = asyncio.run(
+                _run(url, args.api_key, playlists[:n], offline, spans, args.show_text, clips_by_id)
+            )
             step_lag = f"{s.step_lag_s[0]:.2f}/{s.step_lag_s[1]:.2f}s"
             eot_word = f"{s.eot_word_s[0]:.2f}/{s.eot_word_s[1]:.2f}s"
             eot_step = f"{s.eot_step_s[0]:.2f}/{s.eot_step_s[1]:.2f}s"
             print(
-                f"{s.streams:>7} {s.wer:>6.3f} {s.offline_wer:>7.3f} {s.latency_p50_s:>7.2f}s "
+                f"{s.streams:>7} {s.split.cells()} {s.offline_wer:>7.3f} {s.latency_p50_s:>7.2f}s "
                 f"{s.latency_p95_s:>7.2f}s {step_lag:>17} {eot_word:>17} {eot_step:>17} "
                 f"{s.eot_missed:>6} {s.max_buffered_s:>7.2f}s {'yes' if s.kept_up else 'NO':>7} "
                 f"{s.cpu_cores:>5.2f}c {s.words:>6}",
@@ -269,7 +383,9 @@ def run_stt_bench(args: argparse.Namespace) -> int:
             rows.append(_protocol_row("realtime", n, rt_wer, rt_clips))
         if "together" in protocols:
             moshi, (rt_wer, rt_clips) = asyncio.run(
-                _together(url, base_url, args.api_key, playlists[: max(1, n // 2)], spans)
+                _together(
+                    url, base_url, args.api_key, playlists[: max(1, n // 2)], spans, clips_by_id
+                )
             )
             rows.append(_protocol_row("moshi+", n, moshi.wer, moshi.clips))
             rows.append(_protocol_row("realtime+", n, rt_wer, rt_clips))
