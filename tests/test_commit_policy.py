@@ -28,6 +28,15 @@ def test_disagreement_commits_nothing_past_it() -> None:
     assert [w.text for w in p.update(words("ask not what your country"))] == ["ask", "not", "what"]
 
 
+def test_an_empty_decode_between_two_that_agree_does_not_reset_agreement() -> None:
+    """The decoder returns nothing for a short window it is unsure of: the hypothesis before
+    it still counts, so the next decode that agrees with it commits."""
+    p = LocalAgreement()
+    p.update(words("be considered"))
+    assert p.update([]) == []
+    assert [w.text for w in p.update(words("be considered as"))] == ["be", "considered"]
+
+
 def test_finish_commits_the_rest_once() -> None:
     p = LocalAgreement()
     p.update(words("the earliest book"))

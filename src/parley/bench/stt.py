@@ -7,7 +7,8 @@ holding a word's end was sent to that word's `Word` arriving), Step lag (from se
 its `Step` arriving: Steps wait for the words of their audio), end-of-turn latency (from the
 frame where a clip's speech ends to the last `Word` of that clip, and to the first `Step` after
 it that puts Unmute's pause prediction over 0.6), whether the server kept up (the largest
-`buffered_pcm` it reported stays under 2 s), and the machine's CPU use during the run.
+`buffered_pcm` it reported stays under 2 s), the slowest `Marker` round trip (sent after
+5 s of tail silence, as Kyutai's client does), and the machine's CPU use during the run.
 
 `--modes fast` sends every clip as a file at once, as Kyutai's `stt_from_file_rust_server.py
 --rtf 1000` does, N connections at a time: there latency is not the point, accuracy against
@@ -105,6 +106,7 @@ class RunStats:
     eot_step_s: tuple[float, float]  # end of speech -> the Step reporting the pause, p50, p95
     eot_missed: int  # clips whose pause no Step reported before the next clip
     max_buffered_s: float
+    max_marker_s: float  # the slowest Marker round trip (sent after the tail silence)
     cpu_cores: float
     words: int
     clips: ClipLatencies  # first word, last word, turn end per clip (next to the Realtime's)
@@ -232,6 +234,7 @@ async def _run(
         eot_step_s=_p50_p95(eot_step),
         eot_missed=eot_missed,
         max_buffered_s=max(r.max_buffered_pcm for r in results) / SAMPLE_RATE_HZ,
+        max_marker_s=max(r.marker_round_trip_s for r in results),
         cpu_cores=cpu,
         words=len(lat),
         clips=clips,
@@ -356,8 +359,8 @@ def run_stt_bench(args: argparse.Namespace) -> int:
         print(
             f"{'streams':>7} {'WER':>6} {'read':>6} {'spont':>6} {'offline':>7} {'lat p50':>8} "
             f"{'lat p95':>8} {'step lag p50/p95':>17} {'eot word p50/p95':>17} "
-            f"{'eot step p50/p95':>17} {'missed':>6} {'max buf':>8} {'kept up':>7} {'CPU':>6} "
-            f"{'words':>6}"
+            f"{'eot step p50/p95':>17} {'missed':>6} {'max buf':>8} {'kept up':>7} "
+            f"{'marker':>7} {'CPU':>6} {'words':>6}"
         )
     rows = []
     for n in counts:
@@ -372,7 +375,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
                 f"{s.streams:>7} {s.split.cells()} {s.offline_wer:>7.3f} {s.latency_p50_s:>7.2f}s "
                 f"{s.latency_p95_s:>7.2f}s {step_lag:>17} {eot_word:>17} {eot_step:>17} "
                 f"{s.eot_missed:>6} {s.max_buffered_s:>7.2f}s {'yes' if s.kept_up else 'NO':>7} "
-                f"{s.cpu_cores:>5.2f}c {s.words:>6}",
+                f"{s.max_marker_s:>6.2f}s {s.cpu_cores:>5.2f}c {s.words:>6}",
                 flush=True,
             )
             rows.append(_protocol_row("moshi", n, s.wer, s.clips))

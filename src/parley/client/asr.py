@@ -55,6 +55,7 @@ class StreamResult:
     max_buffered_pcm: int = 0  # while the audio itself was being sent (not the silence after)
     last_prs: list[float] = field(default_factory=list)
     frame_sent_at: list[float] = field(default_factory=list)  # monotonic time per frame sent
+    marker_round_trip_s: float = float("nan")  # the Marker sent -> the Marker back
 
     @property
     def text(self) -> str:
@@ -103,8 +104,10 @@ async def transcribe_stream(
     async with await connect(url, api_key) as ws:
         marker_seen = asyncio.Event()
         audio_done = asyncio.Event()
+        marker_sent_at = float("nan")
 
         async def send() -> None:
+            nonlocal marker_sent_at
             if lead_silence_s:
                 await ws.send(audio_message(np.zeros(int(lead_silence_s * SAMPLE_RATE_HZ))))
             start = time.monotonic()
@@ -118,6 +121,7 @@ async def transcribe_stream(
             for _ in range(tail_silence_s):
                 await ws.send(audio_message(second))
             await ws.send(marker_message(1))
+            marker_sent_at = time.monotonic()
             for _ in range(after_marker_silence_s):
                 if marker_seen.is_set():
                     break
@@ -138,6 +142,7 @@ async def transcribe_stream(
                         result.max_buffered_pcm = max(result.max_buffered_pcm, msg.buffered_pcm)
                     result.last_prs = msg.prs
                 elif isinstance(msg, asr.Marker):
+                    result.marker_round_trip_s = now - marker_sent_at
                     marker_seen.set()
                     break
                 elif isinstance(msg, ErrorMessage):

@@ -79,8 +79,13 @@ class LocalAgreement:
         return out
 
     def update(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
-        """Commits the longest prefix this hypothesis shares with the previous one."""
+        """Commits the longest prefix this hypothesis shares with the previous one. An empty
+        hypothesis is no news, not a contradiction: the decoder calls a short window it is
+        unsure of silence, and forgetting the last hypothesis then cost every word after it
+        a whole decode cycle (measured: 0.4-1 s more latency on a read sentence)."""
         fresh = self._fresh(hypothesis)
+        if not fresh:
+            return []
         agreed = 0
         for new, old in zip(fresh, self.pending, strict=False):
             if _key(new.text) != _key(old.text):

@@ -201,9 +201,7 @@ class WhisperDecoder:
                 results[i] = []  # Whisper "hears" a "you" in pure silence
                 continue
             frames = (
-                FULL_CONTEXT_MEL_FRAMES
-                if req.offline
-                else self._context_frames(len(req.audio_16k))
+                FULL_CONTEXT_MEL_FRAMES if req.offline else self._context_frames(len(req.audio_16k))
             )
             groups.setdefault((frames, req.offline), []).append(i)
         retries: dict[tuple[int, bool], list[int]] = {}
