@@ -125,6 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     tts.add_argument("--eval-dir", default="../shared/eval", help="texts: the clip transcripts")
     tts.add_argument("--no-baseline", action="store_true", help="skip raw PiperVoice baseline")
     tts.add_argument(
+        "--start-gap-s", type=float, default=0.0, help="start the streams this far apart"
+    )
+    tts.add_argument(
+        "--round-trip",
+        type=int,
+        default=0,
+        metavar="N",
+        help="WER of N texts spoken word by word, whole and by raw Piper, heard by tiny.en",
+    )
+    tts.add_argument(
         "--compare-openai",
         action="store_true",
         help="also compare first audio of /v1/audio/speech (pcm) with the moshi TTS socket",

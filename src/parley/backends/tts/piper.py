@@ -67,6 +67,7 @@ class _Stream:
     words: deque[SpokenWord] = field(default_factory=deque)  # not yet sent (start in the tail)
     sent_samples: int = 0  # framed and sent
     first_audio_at: float | None = None
+    first_text_at: float | None = None
     ready_since: float | None = None
     phrase_ends: bool = False
     ended: bool = False
@@ -99,7 +100,15 @@ class PiperOptions:
         {}, 'more voices: name -> "package:NAME" or a Piper .onnx path (.onnx.json beside it)'
     )
     cpu_threads: int = option(2, "phrases synthesised at once, one core each", at_least(1))
-    first_phrase_words: int = option(10, "the first phrase's word limit", at_least(1))
+    first_phrase_words: int = option(
+        10, "words after which the first phrase may be cut (see first_phrase_wait_s)", at_least(1)
+    )
+    first_phrase_wait_s: float = option(
+        0.5,
+        "how long after its first word the first phrase waits for its sentence end before "
+        "it is cut at first_phrase_words (a sentence received sooner is spoken whole)",
+        at_least(0.0),
+    )
     max_phrase_words: int = option(24, "later phrases' word limit", at_least(1))
     max_phrase_chars: int = option(200, "a phrase's character limit", at_least(1))
 
@@ -179,6 +188,7 @@ class PiperTtsBackend(SpeechBackend):
         for s in live:
             if s.done:
                 continue
+            self._cut_first_phrase(s, now)
             if (
                 not s.busy
                 and not s.phrase_ends
@@ -258,7 +268,11 @@ class PiperTtsBackend(SpeechBackend):
             if item.pitch_semitones is not None:
                 s.pitch_semitones = item.pitch_semitones
             s.started = True
+            now = time.monotonic()
+            if s.first_text_at is None:
+                s.first_text_at = now
             s.text.add(item.text, whole_words=item.whole_words)
+            self._cut_first_phrase(s, now)
             if s.text.pending_chars > MAX_PENDING_CHARS:
                 raise ValueError(
                     f"over {MAX_PENDING_CHARS} characters of text waiting for synthesis"
@@ -272,6 +286,18 @@ class PiperTtsBackend(SpeechBackend):
         else:
             raise ValueError(f"unexpected input {type(item).__name__}")
         self._queue_ready(s)
+
+    def _cut_first_phrase(self, s: _Stream, now: float) -> None:
+        """The first phrase waits for its sentence end only `first_phrase_wait_s` after its
+        first word (a whole sentence sounds better than two phrases, each phrase-final):
+        then it is cut, so a stream without punctuation still starts early."""
+        if (
+            s.first_text_at is not None
+            and now - s.first_text_at >= self.options.first_phrase_wait_s
+            and s.text.release_first_phrase()
+        ):
+            self._queue_ready(s)
+            s.ready_since = now
 
     def _queue_ready(self, s: _Stream) -> None:
         """Released phrases wait for synthesis with the pitch in effect now."""
