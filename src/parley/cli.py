@@ -61,6 +61,9 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_interval=10.0,
         ws_ping_timeout=20.0,
         ws_max_size=16 * 1024 * 1024,
+        # No permessage-deflate: audio barely compresses, and deflating every TTS frame was
+        # half the event loop's time at 24 streams (py-spy), with the client inflating it.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
         http=HeadersDeadlineH11,  # idle and half-sent requests are closed (http_protocol.py)
         # asyncio's own loop, whether or not uvloop is installed (the `ray` extra brings it):

@@ -5,7 +5,8 @@ the new input of every slot and hands ready phrases to a small pool of synthesis
 single-threaded ONNX run per core: on a small CPU that gives more throughput than threads per
 phrase), choosing earliest-deadline-first: the stream whose listener runs out of audio soonest
 goes first, and a stream still waiting for its first audio counts as due shortly after its
-first phrase was ready. A stream has at most one phrase in synthesis, so its audio stays in
+first phrase was ready; streams whose listeners have audio for a while yet go shortest
+remaining text first. A stream has at most one phrase in synthesis, so its audio stays in
 order. Finished phrases are cut into 1920-sample frames and sent at once, each word's `Text`
 just before the frame where it starts. A stream about to run dry whose client is slow to send
 punctuation gets the words it has released early, rather than a gap.
@@ -53,6 +54,9 @@ FIRST_AUDIO_DUE_S = 0.3  # a new stream's first phrase is "due" this long after 
 # synthesise them, about 50 ms a word on one core).
 LOW_WATER_S = 0.4
 SYNTH_S_PER_WORD = 0.05
+# A listener with this much audio ahead (a few long phrases' synthesis on a busy worker) is
+# not short of audio.
+NOT_URGENT_S = 2.0
 
 
 # --- per-slot state ------------------------------------------------------------------------
@@ -85,6 +89,17 @@ class _Stream:
         if self.first_audio_at is None:
             return (self.ready_since or 0.0) + FIRST_AUDIO_DUE_S
         return self.first_audio_at + self.sent_samples / SAMPLE_RATE_HZ
+
+    def priority(self, now: float) -> tuple[int, float, float]:
+        """Sort key of a stream with a phrase waiting. Listeners about to need audio go first,
+        earliest deadline first. The others are not waiting on us: the stream with the least
+        text left goes first, so whole requests end sooner (four texts at once: one after
+        another, not all four at the end) and no listener runs dry for it."""
+        deadline = self.deadline()
+        if self.first_audio_at is None or deadline - now < NOT_URGENT_S:
+            return (0, deadline, 0.0)
+        left = sum(len(p.words) for p, _ in self.phrases) + self.text.pending_words
+        return (1, float(left), deadline)
 
     @property
     def busy(self) -> bool:
@@ -209,7 +224,7 @@ class PiperTtsBackend(SpeechBackend):
                 for s in live
                 if s.phrases and s.in_flight is None and not s.done and not s.slot.backed_up
             ),
-            key=lambda s: s.deadline(),
+            key=lambda s: s.priority(now),
         )
         chosen = waiting[: max(0, self.options.cpu_threads - in_flight)]
         for s in chosen:
