@@ -131,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         "--start-gap-s", type=float, default=0.0, help="start the streams this far apart"
     )
     tts.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="R",
+        help="R rounds of one stream right after raw Piper on its first phrase, 6 texts each",
+    )
+    tts.add_argument(
         "--round-trip",
         type=int,
         default=0,

