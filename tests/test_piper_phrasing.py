@@ -81,12 +81,12 @@ def test_a_sentence_sent_word_by_word_at_once_is_one_phrase(
     assert voice.phrases == [sentence.split()]
 
 
-@pytest.mark.parametrize(("words_per_s", "first_phrase"), [(20, 10), (40, 17)])
+@pytest.mark.parametrize(("words_per_s", "first_phrase"), [(20, 10), (30, 12)])
 def test_a_paced_stream_without_punctuation_is_cut_once_the_wait_is_over(
     rig: tuple[PiperTtsBackend, FakeVoice, Slot], clock: Clock, words_per_s: int, first_phrase: int
 ) -> None:
-    """first_phrase_words 10, first_phrase_wait_s 0.4: at 20 words/s the 10th word comes after
-    the wait (cut there, as early as ever); at 40 words/s the cut waits for the 17th (0.4 s)."""
+    """first_phrase_words 10, first_phrase_wait_s 0.35: at 20 words/s the 10th word comes after
+    the wait (cut there, as early as ever); at 30 words/s the cut waits for the 12th (0.37 s)."""
     backend, voice, slot = rig
     words = [f"word{i}" for i in range(30)]
     for i, word in enumerate(words):
@@ -103,8 +103,8 @@ def test_a_slow_sentence_end_within_the_wait_keeps_the_sentence_whole(
 ) -> None:
     backend, voice, slot = rig
     words = "one two three four five six seven eight nine ten eleven twelve.".split()
-    for i, word in enumerate(words):  # 12 words in 0.33 s
-        clock.now_s = 100.0 + i * 0.03
+    for i, word in enumerate(words):  # 12 words in 0.275 s
+        clock.now_s = 100.0 + i * 0.025
         slot.push(TextPiece(word, whole_words=True))
         step(backend, slot)
     slot.push(EndOfText())
