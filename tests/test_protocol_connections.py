@@ -298,3 +298,16 @@ def test_chat_audio_too_far_ahead() -> None:
     reactions = [conn.receive(bytes([AUDIO]) + page, 0.0) for page in ogg_pages(31.0)]
     refused = [r for r in reactions if r.ends]
     assert len(refused) >= 1 and b"ahead of real time" in refused[0].send[0]
+
+
+@pytest.mark.parametrize("samples", [0, 5, 15, 16, 1920, 70_000])
+def test_audio_frames_are_the_msgpack_map_kyutai_clients_read(samples: int) -> None:
+    """The audio encoder writes the bytes by hand (numpy, not a list per frame): they must be
+    what msgpack writes for the same map, and decode back to the samples."""
+    pcm = np.random.default_rng(samples).uniform(-1, 1, samples).astype(np.float32)
+    data = tts.encode_server(AudioFrame(pcm))
+    expected = {"type": "Audio", "pcm": pcm.tolist()}
+    assert data == msgpack.packb(expected, use_bin_type=True, use_single_float=True)
+    decoded = tts.decode_server(data)
+    assert isinstance(decoded, AudioFrame)
+    np.testing.assert_array_equal(decoded.pcm, pcm)

@@ -581,6 +581,20 @@ def test_unauthorized_socket(tts_server: Server) -> None:
     assert exc.value.response.status_code == 401
 
 
+def test_sockets_do_not_deflate_audio(tts_server: Server) -> None:
+    """The client offers permessage-deflate (websockets does by default); the server declines:
+    compressing every audio frame cost the event loop more than it saved."""
+
+    async def run() -> str | None:
+        url = f"{base(tts_server)}/api/tts_streaming?auth_id={API_KEY}"
+        async with websockets.connect(url) as ws:
+            assert ws.request is not None and ws.response is not None
+            assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+            return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+    assert asyncio.run(run()) is None
+
+
 def test_server_error_raises_in_client(tts_server: Server) -> None:
     with pytest.raises(ServerError, match="unknown voice"):
         asyncio.run(speak(base(tts_server), ["hi"], voice="nobody"))

@@ -39,10 +39,33 @@ def test_a_pause_needs_a_few_words_a_sentence_end_does_not() -> None:
     ]
 
 
-def test_first_phrase_is_short_later_ones_longer() -> None:
+def test_a_sentence_already_received_is_one_phrase_however_long() -> None:
+    buf = PhraseBuffer(first_phrase_words=3, max_phrase_words=20)
+    got = feed_words(buf, "one two three four five six seven eight nine ten.")
+    assert [len(p.words) for p in got] == [10]
+    assert not buf.release_first_phrase()  # the first phrase is out already
+
+
+def test_the_first_phrase_is_cut_early_only_when_the_backend_says_so() -> None:
+    buf = PhraseBuffer(first_phrase_words=3, max_phrase_words=20)
+    assert feed_words(buf, "one two") == []
+    assert not buf.release_first_phrase()  # fewer than first_phrase_words: keep waiting
+    assert feed_words(buf, "three four") == []
+    assert buf.release_first_phrase()  # its sentence end is too long in coming
+    assert [p.words for p in buf.take_ready()] == [["one", "two", "three", "four"]]
+    feed_words(buf, "five six seven")
+    assert not buf.release_first_phrase()  # later phrases wait for their punctuation
+
+
+def test_a_long_unpunctuated_burst_still_starts_with_a_short_phrase() -> None:
     buf = PhraseBuffer(first_phrase_words=3, max_phrase_words=5)
     got = feed_words(buf, "one two three four five six seven eight nine ten eleven")
-    assert [len(p.words) for p in got] == [3, 5]
+    # At the cap the first phrase is cut at first_phrase_words; later ones at the cap.
+    assert [p.words for p in got] == [
+        ["one", "two", "three"],
+        ["four", "five", "six", "seven", "eight"],
+    ]
+    assert buf.pending_words == 3
 
 
 def test_cuts_without_punctuation_leave_connectives_for_the_next_phrase() -> None:

@@ -61,6 +61,9 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_interval=10.0,
         ws_ping_timeout=20.0,
         ws_max_size=16 * 1024 * 1024,
+        # No permessage-deflate: audio barely compresses, and deflating every TTS frame was
+        # half the event loop's time at 24 streams (py-spy), with the client inflating it.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
         http=HeadersDeadlineH11,  # idle and half-sent requests are closed (http_protocol.py)
         # asyncio's own loop, whether or not uvloop is installed (the `ray` extra brings it):
@@ -129,6 +132,23 @@ def main(argv: list[str] | None = None) -> int:
     tts.add_argument("--words-per-s", type=float, default=20.0, help="text feed rate per stream")
     tts.add_argument("--eval-dir", default="../shared/eval", help="texts: the clip transcripts")
     tts.add_argument("--no-baseline", action="store_true", help="skip raw PiperVoice baseline")
+    tts.add_argument(
+        "--start-gap-s", type=float, default=0.0, help="start the streams this far apart"
+    )
+    tts.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="R",
+        help="R rounds of one stream right after raw Piper on its first phrase, 6 texts each",
+    )
+    tts.add_argument(
+        "--round-trip",
+        type=int,
+        default=0,
+        metavar="N",
+        help="WER of N texts spoken word by word, whole and by raw Piper, heard by tiny.en",
+    )
     tts.add_argument(
         "--compare-openai",
         action="store_true",

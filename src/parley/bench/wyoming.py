@@ -5,8 +5,9 @@ measured the way Home Assistant uses it, with the `wyoming` package's own client
   mono, 20 ms chunks, in real time), then `audio-stop`; the figure is the time from
   `audio-stop` to the `transcript` event (a server that endpoints by itself may answer
   earlier: then it is counted as 0 and flagged), plus the WER of the transcripts.
-- TTS: one `synthesize` event per text (the clips' reference transcripts); the figure is the
-  time from sending it to the first `audio-chunk`, and the audio's length.
+- TTS: one `synthesize` event per text (the clips' reference transcripts, `--tts-sentences` of
+  them joined into one text); the figures are the time from sending it to the first
+  `audio-chunk` and to `audio-stop` (the whole request), and the audio's length.
 - Each with `--clients` connections at once (each runs the list of clips or texts in its own
   order), so a server that serialises clients shows it.
 """
@@ -47,6 +48,7 @@ class SttResult:
 @dataclass
 class TtsResult:
     first_audio_s: float
+    last_audio_s: float  # synthesize -> audio-stop
     audio_s: float
 
 
@@ -119,9 +121,10 @@ async def _synthesize(uri: str, text: str, voice: str | None) -> TtsResult:
                 width, channels = int(event.data["width"]), int(event.data["channels"])
                 samples += len(event.payload or b"") // (width * channels)
             if event.type == "audio-stop":
+                last = time.monotonic() - sent
                 break
     assert first is not None, "no audio-chunk before audio-stop"
-    return TtsResult(first, samples / rate)
+    return TtsResult(first, last, samples / rate)
 
 
 async def _concurrently(n: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
@@ -158,12 +161,16 @@ def run_wyoming_bench(args: argparse.Namespace) -> int:
                 flush=True,
             )
         if args.tts:
-            texts = [c.reference for c in clips]
+            k = args.tts_sentences
+            texts = [
+                " ".join(c.reference for c in clips[i : i + k]) for i in range(0, len(clips), k)
+            ]
             spoken = [functools.partial(_synthesize, args.tts, t, args.voice) for t in texts]
             tts = asyncio.run(_concurrently(n, spoken))
             print(
                 f"tts {args.tts} clients={n}: synthesize -> first audio-chunk "
-                f"{_spread([r.first_audio_s for r in tts])} over {len(tts)} texts "
+                f"{_spread([r.first_audio_s for r in tts])}, -> audio-stop "
+                f"{_spread([r.last_audio_s for r in tts])} over {len(tts)} texts "
                 f"({sum(r.audio_s for r in tts):.1f} s of audio)",
                 flush=True,
             )
@@ -180,5 +187,8 @@ def add_parser(bench_sub: Any) -> None:
     p.add_argument("--clients", default="1,4", help="comma-separated client counts")
     p.add_argument("--clips", type=int, default=4, help="clips (and texts) per client")
     p.add_argument("--max-clip-s", type=float, default=8.0, help="longest clip used")
+    p.add_argument(
+        "--tts-sentences", type=int, default=1, help="clip transcripts joined into one TTS text"
+    )
     p.add_argument("--eval-dir", default="../shared/eval")
     p.set_defaults(func=run_wyoming_bench)

@@ -5,7 +5,8 @@ the new input of every slot and hands ready phrases to a small pool of synthesis
 single-threaded ONNX run per core: on a small CPU that gives more throughput than threads per
 phrase), choosing earliest-deadline-first: the stream whose listener runs out of audio soonest
 goes first, and a stream still waiting for its first audio counts as due shortly after its
-first phrase was ready. A stream has at most one phrase in synthesis, so its audio stays in
+first phrase was ready; streams whose listeners have audio for a while yet go shortest
+remaining text first. A stream has at most one phrase in synthesis, so its audio stays in
 order. Finished phrases are cut into 1920-sample frames and sent at once, each word's `Text`
 just before the frame where it starts. A stream about to run dry whose client is slow to send
 punctuation gets the words it has released early, rather than a gap.
@@ -53,6 +54,9 @@ FIRST_AUDIO_DUE_S = 0.3  # a new stream's first phrase is "due" this long after 
 # synthesise them, about 50 ms a word on one core).
 LOW_WATER_S = 0.4
 SYNTH_S_PER_WORD = 0.05
+# A listener with this much audio ahead (a few long phrases' synthesis on a busy worker) is
+# not short of audio.
+NOT_URGENT_S = 2.0
 
 
 # --- per-slot state ------------------------------------------------------------------------
@@ -67,6 +71,7 @@ class _Stream:
     words: deque[SpokenWord] = field(default_factory=deque)  # not yet sent (start in the tail)
     sent_samples: int = 0  # framed and sent
     first_audio_at: float | None = None
+    first_text_at: float | None = None
     ready_since: float | None = None
     phrase_ends: bool = False
     ended: bool = False
@@ -85,6 +90,17 @@ class _Stream:
             return (self.ready_since or 0.0) + FIRST_AUDIO_DUE_S
         return self.first_audio_at + self.sent_samples / SAMPLE_RATE_HZ
 
+    def priority(self, now: float) -> tuple[int, float, float]:
+        """Sort key of a stream with a phrase waiting. Listeners about to need audio go first,
+        earliest deadline first. The others are not waiting on us: the stream with the least
+        text left goes first, so whole requests end sooner (four texts at once: one after
+        another, not all four at the end) and no listener runs dry for it."""
+        deadline = self.deadline()
+        if self.first_audio_at is None or deadline - now < NOT_URGENT_S:
+            return (0, deadline, 0.0)
+        left = sum(len(p.words) for p, _ in self.phrases) + self.text.pending_words
+        return (1, float(left), deadline)
+
     @property
     def busy(self) -> bool:
         return bool(self.phrases) or self.in_flight is not None
@@ -99,7 +115,17 @@ class PiperOptions:
         {}, 'more voices: name -> "package:NAME" or a Piper .onnx path (.onnx.json beside it)'
     )
     cpu_threads: int = option(2, "phrases synthesised at once, one core each", at_least(1))
-    first_phrase_words: int = option(10, "the first phrase's word limit", at_least(1))
+    first_phrase_words: int = option(
+        10, "words after which the first phrase may be cut (see first_phrase_wait_s)", at_least(1)
+    )
+    first_phrase_wait_s: float = option(
+        0.35,
+        "how long after its first word the first phrase waits for its sentence end before "
+        "it is cut at first_phrase_words (a sentence received sooner is spoken whole; at 20 "
+        "words/s the 10th word comes 0.45 s after the first, and the cut with it, as without "
+        "the wait; the margin absorbs a first word delivered late)",
+        at_least(0.0),
+    )
     max_phrase_words: int = option(24, "later phrases' word limit", at_least(1))
     max_phrase_chars: int = option(200, "a phrase's character limit", at_least(1))
 
@@ -179,6 +205,7 @@ class PiperTtsBackend(SpeechBackend):
         for s in live:
             if s.done:
                 continue
+            self._cut_first_phrase(s, now)
             if (
                 not s.busy
                 and not s.phrase_ends
@@ -199,7 +226,7 @@ class PiperTtsBackend(SpeechBackend):
                 for s in live
                 if s.phrases and s.in_flight is None and not s.done and not s.slot.backed_up
             ),
-            key=lambda s: s.deadline(),
+            key=lambda s: s.priority(now),
         )
         chosen = waiting[: max(0, self.options.cpu_threads - in_flight)]
         for s in chosen:
@@ -258,7 +285,11 @@ class PiperTtsBackend(SpeechBackend):
             if item.pitch_semitones is not None:
                 s.pitch_semitones = item.pitch_semitones
             s.started = True
+            now = time.monotonic()
+            if s.first_text_at is None:
+                s.first_text_at = now
             s.text.add(item.text, whole_words=item.whole_words)
+            self._cut_first_phrase(s, now)
             if s.text.pending_chars > MAX_PENDING_CHARS:
                 raise ValueError(
                     f"over {MAX_PENDING_CHARS} characters of text waiting for synthesis"
@@ -272,6 +303,18 @@ class PiperTtsBackend(SpeechBackend):
         else:
             raise ValueError(f"unexpected input {type(item).__name__}")
         self._queue_ready(s)
+
+    def _cut_first_phrase(self, s: _Stream, now: float) -> None:
+        """The first phrase waits for its sentence end only `first_phrase_wait_s` after its
+        first word (a whole sentence sounds better than two phrases, each phrase-final):
+        then it is cut, so a stream without punctuation still starts early."""
+        if (
+            s.first_text_at is not None
+            and now - s.first_text_at >= self.options.first_phrase_wait_s
+            and s.text.release_first_phrase()
+        ):
+            self._queue_ready(s)
+            s.ready_since = now
 
     def _queue_ready(self, s: _Stream) -> None:
         """Released phrases wait for synthesis with the pitch in effect now."""

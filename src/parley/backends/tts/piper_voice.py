@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _NOT_IN_WORD = {"^", "$", "_", " "}
 _PUNCTUATION = set(".,;:!?¡¿—–…\"'«»“”()[]")
+MAX_CACHED_SHAPES = 50_000
 
 
 class VoiceLoadError(ValueError):
@@ -116,6 +117,7 @@ class PiperSynth:
         self.voice = self._voices[1]
         self.cpu_threads = cpu_threads
         self.sample_rate_hz = piper_config.sample_rate
+        self._shapes: dict[str, tuple[int, int]] = {}  # written from several threads: whole values
         if len(sessions[1].get_outputs()) < 2:
             raise VoiceLoadError(f"voice {name}: the model exposes no phoneme durations")
 
@@ -152,10 +154,17 @@ class PiperSynth:
         return Synthesis(pcm, times, time.perf_counter() - t0)
 
     def _word_shape(self, word: str) -> tuple[int, int]:
-        """(phonemes, phoneme groups) of `word` said alone."""
-        phonemes = [p for sentence in self.voice.phonemize(word) for p in sentence]
-        in_word = sum(1 for p in phonemes if p not in _NOT_IN_WORD and p not in _PUNCTUATION)
-        return in_word, len(_split_groups(phonemes))
+        """(phonemes, phoneme groups) of `word` said alone; remembered, since espeak-ng calls
+        are serialised between synthesis workers and most words come back."""
+        shape = self._shapes.get(word)
+        if shape is None:
+            phonemes = [p for sentence in self.voice.phonemize(word) for p in sentence]
+            in_word = sum(1 for p in phonemes if p not in _NOT_IN_WORD and p not in _PUNCTUATION)
+            shape = (in_word, len(_split_groups(phonemes)))
+            if len(self._shapes) >= MAX_CACHED_SHAPES:
+                self._shapes.clear()  # bounded: words are at most MAX_WORD_CHARS long
+            self._shapes[word] = shape
+        return shape
 
 
 def _split_groups(phonemes: list[str]) -> list[list[str]]:

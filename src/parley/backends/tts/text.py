@@ -7,8 +7,10 @@ flushes). Complete words gather into the current phrase, which is released for s
 
 - a word ends a sentence (`.!?` and CJK forms), or a pause (`,;:` and CJK forms) once the
   phrase has a few words (a one-word phrase is too little audio to keep a listener busy);
-- the phrase reaches its word or character limit (the first phrase of a stream is kept short,
-  so the first audio leaves early), or a listener is about to run out of audio;
+- the phrase reaches its word or character limit (a cap for text without punctuation);
+- the backend cuts it: the first phrase once its sentence end has not come within the
+  first-audio time budget (`release_first_phrase`), a later one when the listener is about
+  to run out of audio (`release_words`);
 - a `<break time="..."/>` tag arrives (the tag becomes silence after the phrase);
 - the client flushes or ends the stream.
 
@@ -16,6 +18,12 @@ A phrase cut where the text has no punctuation (a limit, a listener running out)
 on a word that leads into the next ("the glass if | the weather"): Piper says such a phrase-final
 word almost inaudibly (measured: "if" at RMS 0.002 against 0.1 mid-phrase), so trailing
 connectives wait for the next phrase.
+
+Piper gives every phrase phrase-final prosody, so a cut inside a sentence costs intelligibility
+at the join (round trip through tiny.en: WER 0.125 with the first phrase cut at 10 words, 0.075
+for whole sentences). So no phrase, the first included, is cut at a word count by itself: a
+sentence already received is synthesised whole, and only the backend, which knows the time,
+cuts a phrase early.
 """
 
 from __future__ import annotations
@@ -113,6 +121,14 @@ class PhraseBuffer:
         self._parse(final=True)
         self._release()
 
+    def release_first_phrase(self) -> bool:
+        """Releases the first phrase now if it has `first_phrase_words` complete words (its
+        sentence end is too long in coming for the first audio). True if it was released."""
+        if self.phrases_released or len(self._current.words) < self.first_phrase_words:
+            return False
+        self._release(carry_connectives=True)
+        return True
+
     def release_words(self) -> bool:
         """Releases the complete words waiting as a phrase now (a listener is about to run out
         of audio); the partial last word stays. True if a phrase was released."""
@@ -163,28 +179,32 @@ class PhraseBuffer:
     def _add_word(self, raw_word: str) -> None:
         words = normalize_word(raw_word)
         self._current.words.extend(words)
-        limit = self.first_phrase_words if self.phrases_released == 0 else self.max_phrase_words
         n = len(self._current.words)
         if ends_sentence(raw_word) or (ends_phrase(raw_word) and n >= self.min_pause_words):
             self._release()
-        elif n >= limit or len(self._current.text) >= self.max_phrase_chars:
-            self._release(carry_connectives=True)
+        elif n >= self.max_phrase_words or len(self._current.text) >= self.max_phrase_chars:
+            # A sentence this long is cut somewhere anyway: the first cut comes early, so the
+            # first audio does not wait for a whole capped phrase.
+            first = self.first_phrase_words if self.phrases_released == 0 else None
+            self._release(carry_connectives=True, at=first)
 
-    def _release(self, carry_connectives: bool = False) -> None:
-        """The current phrase becomes ready; with `carry_connectives`, its trailing connectives
-        start the next phrase instead (unless the phrase is nothing else)."""
-        carried: list[str] = []
+    def _release(self, carry_connectives: bool = False, at: int | None = None) -> None:
+        """The current phrase (its first `at` words if given) becomes ready; the rest starts
+        the next phrase. With `carry_connectives`, trailing connectives of the released part
+        go to the next phrase too (unless the part is nothing else)."""
+        words = self._current.words
+        cut = len(words) if at is None else min(at, len(words))
         if carry_connectives:
-            words = self._current.words
-            keep = len(words)
+            keep = cut
             while keep > 0 and _is_connective(words[keep - 1]):
                 keep -= 1
             if keep > 0:
-                self._current.words, carried = words[:keep], words[keep:]
+                cut = keep
+        self._current.words, rest = words[:cut], words[cut:]
         if self._current.words or self._current.pause_s:
             self._ready.append(self._current)
             self.phrases_released += 1
-        self._current = Phrase(carried)
+        self._current = Phrase(rest)
 
 
 def _is_connective(word: str) -> bool:
