@@ -84,7 +84,7 @@ class WhisperOptions:
     language: str = option("en", "for multilingual models")
     beam_size: int = option(1, "decoder beam", at_least(1))
     short_context: bool = option(True, "encode windows of their own length, not 30 s")
-    decode_interval_s: float = option(0.35, "re-decode a speaking stream after this much audio")
+    decode_interval_s: float = option(0.5, "re-decode a speaking stream after this much audio")
     endpoint_silence_s: float = option(0.5, "a pause this long ends an utterance")
     vad_threshold: float = option(0.5, "Silero speech probability that counts as speech")
     max_window_s: float = option(15.0, "longest window decoded at once")
