@@ -241,6 +241,29 @@ def test_audio_far_ahead_of_real_time_is_decoded_like_a_file(speech: np.ndarray)
     backend.close()
 
 
+def test_a_file_sent_without_a_marker_gets_its_words_once_all_of_it_is_taken(
+    speech: np.ndarray,
+) -> None:
+    """A client that sends a recording at once and then nothing (no marker, no more audio:
+    LiveKit's Kyutai plugin does this) is waiting for the words: once its audio is all
+    taken, the pause ends the window as in real time, decoded like a file."""
+    decoder = RequestRecordingDecoder()
+    backend, slot = start(decoder, WhisperOptions())
+    stream = backend._streams[0]
+    assert stream is not None
+    stream.attached_at += 3600.0  # far ahead of real time however slow this machine is
+    pcm = np.concatenate([speech, np.zeros(int(1.5 * SAMPLE_RATE_HZ), np.float32)])
+    slot.inbox.append(Audio(pcm))
+    deadline = time.monotonic() + 20
+    while not [m for m in slot.out if isinstance(m, Word)]:
+        assert time.monotonic() < deadline, "no words without a marker"
+        if not backend.step([slot]):  # type: ignore[list-item]
+            time.sleep(0.005)
+    assert decoder.requests and all(r.offline for r in decoder.requests)
+    check_order(slot)
+    backend.close()
+
+
 def test_real_time_audio_is_never_decoded_like_a_file(speech: np.ndarray) -> None:
     decoder = RequestRecordingDecoder()
     backend, slot = start(decoder, WhisperOptions())

@@ -69,6 +69,7 @@ MAX_BATCH = 8
 MIN_CUT_SPEECH_S = 2.0  # a window cut for length keeps at least this much before the cut
 BACKLOG_GAP_S = 2.0  # with a backlog, a pause this long ends the window anyway
 BACKLOG_WINDOW_S = 28.0  # with a backlog, windows as long as Whisper's own (30 s) less margin
+CAUGHT_UP_S = 0.3  # all audio taken and none new for this long: the client is waiting for words
 
 
 @dataclass
@@ -132,7 +133,9 @@ class _Stream:
     released_s: float = 0.0  # end of the last frame whose Step was sent
     speech_onset_s: float = 0.0  # start of the first frame of the uncommitted speech
     speech_since_job_s: float | None = None  # first speech frame since the last decode was taken
-    backlogged: bool = False  # audio waits far ahead of real time: decoded like a file
+    ahead: bool = False  # the client sent audio far ahead of real time: decoded like a file
+    backlogged: bool = False  # ahead, and more of it still to come: windows wait for it
+    last_audio_at: float = 0.0  # monotonic time the last audio was taken from the slot
     vad_threshold: float = 0.5  # the session's own (`VadSettings`), else the module's
     endpoint_silence_s: float = 0.5
 
@@ -225,12 +228,18 @@ class WhisperStreamingBackend(RecognitionBackend):
     # --- per-frame work (model thread) -----------------------------------------------------
     def _take_inputs(self, s: _Stream) -> None:
         self._take_items(s)
-        s.backlogged = self._backlogged(s)
+        now = time.monotonic()
+        s.ahead = self._ahead(s, now)
+        # A client that has sent all it has (a file, then nothing: no marker, no more audio)
+        # waits for the words of it: its windows end at a pause as in real time.
+        caught_up = s.pending_samples < FRAME_SAMPLES and now - s.last_audio_at >= CAUGHT_UP_S
+        s.backlogged = s.ahead and not caught_up
 
     def _take_items(self, s: _Stream) -> None:
         for item in s.slot.take_inputs():
             if isinstance(item, Audio):
                 if item.pcm.size:
+                    s.last_audio_at = time.monotonic()
                     s.pending.append(item.pcm)
                     s.pending_samples += item.pcm.size
                     s.received_samples += item.pcm.size
@@ -246,7 +255,7 @@ class WhisperStreamingBackend(RecognitionBackend):
                 s.vad_threshold = item.threshold
                 s.endpoint_silence_s = item.endpoint_silence_s
 
-    def _backlogged(self, s: _Stream) -> bool:
+    def _ahead(self, s: _Stream, now: float) -> bool:
         """A client sending audio faster than it plays (a file, a recording) is not waiting
         for each word: its audio is decoded the way offline transcription does, whole windows
         with full context, which is more accurate than committing by agreement."""
@@ -254,7 +263,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             return False
         # Ahead of real time, not audio waiting: the model thread takes frames as fast as they
         # arrive, so a file sent at once is mostly waiting in the socket, not here.
-        ahead_s = s.received_samples / SAMPLE_RATE_HZ - (time.monotonic() - s.attached_at)
+        ahead_s = s.received_samples / SAMPLE_RATE_HZ - (now - s.attached_at)
         return ahead_s >= self.opts.backlog_s
 
     def _window_full(self, s: _Stream) -> bool:
@@ -456,7 +465,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             s.policy.prompt(),
             prefix=prefix,
             prefix_s=prefix_s,
-            offline=s.backlogged,
+            offline=s.ahead,
         )
 
     def _decode_loop(self) -> None:
