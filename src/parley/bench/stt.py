@@ -40,7 +40,7 @@ from parley.bench.realtime import (
 )
 from parley.bench.unmute import pause_crossings
 from parley.bench.wer import wer
-from parley.client.asr import FRAME_SAMPLES, StreamResult, transcribe_stream
+from parley.client.asr import FRAME_SAMPLES, StreamResult, TranscriptWord, transcribe_stream
 from parley.engine.backend import SAMPLE_RATE_HZ
 
 KEPT_UP_BUFFER_S = 2.0  # a stream that kept up never had more than this waiting
@@ -77,19 +77,20 @@ class SplitWer:
         return f"{self.all:>6.3f} {self.read:>6.3f} {self.spontaneous:>6.3f}"
 
 
-def clip_transcripts(result: StreamResult, playlist: Playlist) -> list[tuple[str, str]]:
-    """Each clip of a playlist with the words of the stream that fall in its time."""
+def words_by_clip(result: StreamResult, playlist: Playlist) -> list[list[TranscriptWord]]:
+    """Per clip of a playlist, the words of the stream that fall in its time."""
     starts = [*playlist.clip_starts_s, float("inf")]
     return [
-        (
-            clip_id,
-            " ".join(
-                w.text
-                for w in result.words
-                if starts[k] <= w.start_s + WORD_SLACK_S < starts[k + 1]
-            ),
-        )
-        for k, clip_id in enumerate(playlist.clip_ids)
+        [w for w in result.words if starts[k] <= w.start_s + WORD_SLACK_S < starts[k + 1]]
+        for k in range(len(playlist.clip_ids))
+    ]
+
+
+def clip_transcripts(result: StreamResult, playlist: Playlist) -> list[tuple[str, str]]:
+    """Each clip of a playlist with the text of its words."""
+    return [
+        (clip_id, " ".join(w.text for w in words))
+        for clip_id, words in zip(playlist.clip_ids, words_by_clip(result, playlist), strict=True)
     ]
 
 
@@ -149,11 +150,12 @@ def _end_of_turn(
     paused = pause_crossings([(r.step_idx, r.prs) for r in records])
     word_lat, step_lat, missed = [], [], 0
     starts = [*playlist.clip_starts_s, float("inf")]
+    per_clip = words_by_clip(result, playlist)
     for k, clip_id in enumerate(playlist.clip_ids):
         end_s = starts[k] + speech_ends[clip_id]
         frame = min(len(result.frame_sent_at) - 1, int(end_s * SAMPLE_RATE_HZ) // FRAME_SAMPLES)
         sent_at = result.frame_sent_at[frame]
-        words = [w for w in result.words if starts[k] <= w.start_s + WORD_SLACK_S < starts[k + 1]]
+        words = per_clip[k]
         if words:
             word_lat.append(max(w.received_at for w in words) - sent_at)
         first_step = int((end_s + LEAD_SILENCE_S) * SAMPLE_RATE_HZ) // FRAME_SAMPLES

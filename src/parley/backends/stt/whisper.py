@@ -227,19 +227,22 @@ class WhisperStreamingBackend(RecognitionBackend):
 
     # --- per-frame work (model thread) -----------------------------------------------------
     def _take_inputs(self, s: _Stream) -> None:
-        self._take_items(s)
         now = time.monotonic()
+        if self._take_items(s):
+            s.last_audio_at = now
         s.ahead = self._ahead(s, now)
         # A client that has sent all it has (a file, then nothing: no marker, no more audio)
         # waits for the words of it: its windows end at a pause as in real time.
         caught_up = s.pending_samples < FRAME_SAMPLES and now - s.last_audio_at >= CAUGHT_UP_S
         s.backlogged = s.ahead and not caught_up
 
-    def _take_items(self, s: _Stream) -> None:
+    def _take_items(self, s: _Stream) -> bool:
+        """The slot's new input into the stream; True if it held audio."""
+        got_audio = False
         for item in s.slot.take_inputs():
             if isinstance(item, Audio):
                 if item.pcm.size:
-                    s.last_audio_at = time.monotonic()
+                    got_audio = True
                     s.pending.append(item.pcm)
                     s.pending_samples += item.pcm.size
                     s.received_samples += item.pcm.size
@@ -254,6 +257,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             elif isinstance(item, VadSettings):
                 s.vad_threshold = item.threshold
                 s.endpoint_silence_s = item.endpoint_silence_s
+        return got_audio
 
     def _ahead(self, s: _Stream, now: float) -> bool:
         """A client sending audio faster than it plays (a file, a recording) is not waiting

@@ -194,7 +194,7 @@ class WhisperDecoder:
         if not requests:
             return [], 0
         results: list[list[DecodedWord] | None] = [None] * len(requests)
-        # Windows of equal context length (and beam) share one batched encoder+decoder call.
+        # Windows of equal context length (and mode) share one batched encoder+decoder call.
         groups: dict[tuple[int, bool], list[int]] = {}
         for i, req in enumerate(requests):
             if not req.audio_16k.size or float(np.abs(req.audio_16k).max()) < DIGITAL_SILENCE:
@@ -204,28 +204,30 @@ class WhisperDecoder:
                 FULL_CONTEXT_MEL_FRAMES if req.offline else self._context_frames(len(req.audio_16k))
             )
             groups.setdefault((frames, req.offline), []).append(i)
-        retries: dict[tuple[int, bool], list[int]] = {}
+        # Only short-context (streaming) windows are ever retried: a 30 s one, offline ones
+        # included, is kept as it is.
+        retry: list[int] = []
         for (context_frames, offline), idxs in groups.items():
             ok = self._decode_group([requests[i] for i in idxs], context_frames, offline)
             for i, words in zip(idxs, ok, strict=True):
                 if words is None:
-                    retries.setdefault((FULL_CONTEXT_MEL_FRAMES, offline), []).append(i)
+                    retry.append(i)
                 else:
                     results[i] = words
-        for (context_frames, offline), idxs in retries.items():
+        if retry:
             # The retry also drops the prompt: a prompt that ends mid-sentence can make the
             # decoder emit one word and stop.
             redo = self._decode_group(
                 [
                     DecodeRequest(r.audio_16k, prefix=r.prefix, prefix_s=r.prefix_s)
-                    for r in (requests[i] for i in idxs)
+                    for r in (requests[i] for i in retry)
                 ],
-                context_frames,
-                offline,
+                FULL_CONTEXT_MEL_FRAMES,
+                offline=False,
             )
-            for i, words in zip(idxs, redo, strict=True):
+            for i, words in zip(retry, redo, strict=True):
                 results[i] = words or []
-        return [r or [] for r in results], sum(len(idxs) for idxs in retries.values())
+        return [r or [] for r in results], len(retry)
 
     def _decode_group(
         self, requests: list[DecodeRequest], context_frames: int, offline: bool

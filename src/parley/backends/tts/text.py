@@ -19,11 +19,12 @@ on a word that leads into the next ("the glass if | the weather"): Piper says su
 word almost inaudibly (measured: "if" at RMS 0.002 against 0.1 mid-phrase), so trailing
 connectives wait for the next phrase.
 
-Piper gives every phrase phrase-final prosody, so a cut inside a sentence costs intelligibility
-at the join (round trip through tiny.en: WER 0.125 with the first phrase cut at 10 words, 0.075
-for whole sentences). So no phrase, the first included, is cut at a word count by itself: a
-sentence already received is synthesised whole, and only the backend, which knows the time,
-cuts a phrase early.
+Piper gives every phrase phrase-final prosody, so a cut inside a sentence may cost
+intelligibility at the join (issue 16 reported a round trip through tiny.en of WER 0.125 with
+the first phrase cut at 10 words against 0.075 for whole sentences; not reproduced here, where
+both were within the run-to-run noise: README, issue 16). So no phrase, the first included,
+is cut at a word count by itself: a sentence already received is synthesised whole, and only
+the backend, which knows the time, cuts a phrase early.
 """
 
 from __future__ import annotations
