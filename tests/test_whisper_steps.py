@@ -227,6 +227,9 @@ def test_audio_far_ahead_of_real_time_is_decoded_like_a_file(speech: np.ndarray)
     the protocol's order."""
     decoder = RequestRecordingDecoder()
     backend, slot = start(decoder, WhisperOptions())
+    stream = backend._streams[0]
+    assert stream is not None
+    stream.attached_at += 3600.0  # far ahead of real time however slow this machine is
     pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE_HZ * 3, np.float32), speech])
     slot.inbox += [Audio(pcm), Marker(9)]
     run_to_marker(backend, slot)
