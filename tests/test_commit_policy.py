@@ -70,3 +70,20 @@ def test_prompt_excludes_words_still_in_the_window() -> None:
     assert p.prompt() == "first sentence here."
     p.window_moved(3.0)
     assert p.prompt() == "first sentence here. second part"
+
+
+def test_a_sure_word_with_audio_after_it_needs_no_second_decode() -> None:
+    """With `confident_p` set, a first decode commits its leading words that are that sure and
+    end `confident_margin_s` before the decoded audio's end; the first word short of either
+    stops it. By default every word waits for agreement."""
+    hypothesis = [
+        TimedWord("ask", 0.0, 0.4, 0.95),
+        TimedWord("not", 0.4, 0.8, 0.5),  # unsure: it and all after it wait
+        TimedWord("what", 0.8, 1.2, 0.99),
+    ]
+    p = LocalAgreement(confident_p=0.9, confident_margin_s=0.5)
+    assert [w.text for w in p.update(hypothesis, audio_end_s=2.0)] == ["ask"]
+    assert [w.text for w in p.pending] == ["not", "what"]
+    near_the_end = LocalAgreement(confident_p=0.9, confident_margin_s=0.5)
+    assert near_the_end.update(hypothesis[:1], audio_end_s=0.8) == []
+    assert LocalAgreement().update(hypothesis, audio_end_s=10.0) == []

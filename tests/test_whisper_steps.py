@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from parley import metrics
 from parley.backends.stt.whisper import WhisperOptions, WhisperStreamingBackend
 from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
@@ -279,6 +280,63 @@ def test_real_time_audio_is_never_decoded_like_a_file(speech: np.ndarray) -> Non
     backend.close()
 
 
+def frame_by_frame(
+    options: WhisperOptions, pcm: np.ndarray
+) -> tuple[RequestRecordingDecoder, FakeSlot, list[tuple[int, int, int]]]:
+    """Feeds `pcm` a frame at a time, each decode done before the next frame (a decoder with
+    no latency). Per frame: (requests so far, words sent so far, 1 if the VAD is in speech)."""
+    decoder = RequestRecordingDecoder()
+    backend, slot = start(decoder, options)
+    stream = backend._streams[0]
+    assert stream is not None
+    trace = []
+    for off in range(0, len(pcm), FRAME_SAMPLES):
+        feed(backend, slot, pcm[off : off + FRAME_SAMPLES])
+        settle(backend, slot)
+        words = sum(isinstance(m, Word) for m in slot.out)
+        trace.append((len(decoder.requests), words, int(stream.in_speech)))
+    check_order(slot)
+    backend.close()
+    return decoder, slot, trace
+
+
+def test_a_pause_final_is_decoded_before_the_pause_ends(speech: np.ndarray) -> None:
+    """`TENTATIVE_FRAMES` into a pause the window is decoded as its final; when the pause
+    reaches `endpoint_silence_s` with no speech since, that decode is taken: the utterance's
+    last words go out on the pause's last frame with no decode after it. Without tentative
+    finals the final decode is taken only then."""
+    pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE_HZ, np.float32)])
+    for tentative in (True, False):
+        options = WhisperOptions(backlog_s=0, tentative_final=tentative)
+        _, _, trace = frame_by_frame(options, pcm)
+        ends = [k for k in range(1, len(trace)) if trace[k - 1][2] and not trace[k][2]]
+        assert ends, "the VAD heard no utterance end"
+        last_end = ends[-1]
+        requests_at_end, words_at_end, _ = trace[last_end]
+        requests_before_end = trace[last_end - 1][0]
+        assert words_at_end == trace[-1][1] > 0  # every word out on the pause's last frame
+        if tentative:
+            assert requests_at_end == requests_before_end == trace[-1][0]
+        else:
+            assert requests_at_end == requests_before_end + 1  # the final, decoded only now
+
+
+def test_a_tentative_final_is_a_re_decode_when_speech_resumes(speech: np.ndarray) -> None:
+    """Speech after a short pause (longer than `TENTATIVE_FRAMES`, shorter than the
+    endpoint): the tentative decode counts as an ordinary re-decode, not a final."""
+    part = int(0.8 * SAMPLE_RATE_HZ) // FRAME_SAMPLES * FRAME_SAMPLES
+    # 0.16 s, and the clip's own 0.24 s of lead silence: tentative at 0.24 s, endpoint 0.56 s.
+    gap = np.zeros(2 * FRAME_SAMPLES, np.float32)
+    pcm = np.concatenate([speech[:part], gap, speech[:part], gap, speech[:part]])
+    taken = metrics.TENTATIVE_FINALS.labels(module="asr", taken="true")
+    not_taken = metrics.TENTATIVE_FINALS.labels(module="asr", taken="false")
+    taken_before, not_taken_before = taken._value.get(), not_taken._value.get()
+    decoder, slot, _ = frame_by_frame(WhisperOptions(backlog_s=0), pcm)
+    assert not_taken._value.get() - not_taken_before >= 2
+    assert taken._value.get() == taken_before
+    assert [m for m in slot.out if isinstance(m, Word)]
+
+
 def test_a_window_cut_mid_speech_ends_in_its_longest_pause() -> None:
     """A final taken mid-speech (the window outgrew its limit) is cut in the middle of the
     window's longest stretch the VAD heard as silence (the latest of equals), never in the
@@ -309,9 +367,9 @@ def test_a_final_decode_repeats_at_most_the_context_of_committed_speech() -> Non
     final's window keeps only `context_s` of committed speech."""
     speech = load_clip(EVAL_DIR / "coqui_tts_ljspeech/LJ001-0005.wav")  # 8.1 s, one sentence
     decoder = RequestRecordingDecoder()
-    options = WhisperOptions(
-        trim_window_s=60.0, backlog_s=0
-    )  # no trim for length: only the final's own
+    # No trim for length, and no tentative finals at the sentence's commas (each trims like
+    # a final): only the final's own trim.
+    options = WhisperOptions(trim_window_s=60.0, backlog_s=0, tentative_final=False)
     backend, slot = start(decoder, options)
     half_s = SAMPLE_RATE_HZ // 2 // FRAME_SAMPLES * FRAME_SAMPLES
     for off in range(0, len(speech) - half_s, half_s):

@@ -67,6 +67,12 @@ DECODE_BATCH = Histogram(
 DECODE_RETRIES = Counter(
     "asr_decode_full_context_retries", "Short-context decodes redone on 30 s", ["module"]
 )
+TENTATIVE_FINALS = Counter(
+    "asr_tentative_finals",
+    "Windows decoded early in a pause: taken as the final (taken=true) or, speech having "
+    "resumed, as a re-decode",
+    ["module", "taken"],
+)
 
 # --- text-to-speech (Piper) ----------------------------------------------------------------
 TTS_TOTAL_STEPS = Counter("py_total_steps", "TTS model-thread steps", ["module"])

@@ -2,8 +2,10 @@
 
 Whisper re-transcribes a growing window; its last words change as more audio arrives. A word
 is committed (sent to the client, never retracted) once two consecutive decodes agree on it
-and on every word before it. At an utterance end (the VAD hears a pause) or a flush (a client
-`Marker`) the last decode is taken whole. Times are seconds of stream time.
+and on every word before it, or, optionally, once a single decode is confident of it and has
+heard enough audio after it (each decode cycle a word waits costs its latency). At an
+utterance end (the VAD hears a pause) or a flush (a client `Marker`) the last decode is taken
+whole. Times are seconds of stream time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class TimedWord:
     text: str
     start_s: float
     stop_s: float
+    probability: float = 1.0  # the decoder's, for the commit rule
 
 
 def _key(text: str) -> str:
@@ -32,7 +35,9 @@ class LocalAgreement:
     in the window being re-decoded; the decoder gets them as a forced prefix, so every
     hypothesis it returns holds only words after them."""
 
-    def __init__(self) -> None:
+    def __init__(self, confident_p: float = 2.0, confident_margin_s: float = 0.5) -> None:
+        self.confident_p = confident_p  # above 1: every word waits for a second decode
+        self.confident_margin_s = confident_margin_s
         self.committed: list[TimedWord] = []
         self.in_window: list[TimedWord] = []
         self.pending: list[TimedWord] = []  # the last decode's uncommitted words
@@ -68,7 +73,7 @@ class LocalAgreement:
             # Keep stream times monotonic even when alignment jitters backwards.
             start = max(w.start_s, self.committed_end_s)
             end = max(w.stop_s, start)
-            word = TimedWord(w.text, start, end)
+            word = TimedWord(w.text, start, end, w.probability)
             out.append(word)
             self.committed.append(word)
             self.in_window.append(word)
@@ -78,8 +83,12 @@ class LocalAgreement:
             del self.committed[:excess]
         return out
 
-    def update(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
-        """Commits the longest prefix this hypothesis shares with the previous one. An empty
+    def update(
+        self, hypothesis: list[TimedWord], audio_end_s: float = float("inf")
+    ) -> list[TimedWord]:
+        """Commits the longest prefix this hypothesis shares with the previous one, and after
+        it the words the decoder is at least `confident_p` sure of that end
+        `confident_margin_s` before the decoded audio's end (`audio_end_s`). An empty
         hypothesis is no news, not a contradiction: the decoder calls a short window it is
         unsure of silence, and forgetting the last hypothesis then cost every word after it
         a whole decode cycle (measured: 0.4-1 s more latency on a read sentence)."""
@@ -90,6 +99,13 @@ class LocalAgreement:
         for new, old in zip(fresh, self.pending, strict=False):
             if _key(new.text) != _key(old.text):
                 break
+            agreed += 1
+        sure_before_s = audio_end_s - self.confident_margin_s
+        while (
+            agreed < len(fresh)
+            and fresh[agreed].probability >= self.confident_p
+            and fresh[agreed].stop_s <= sure_before_s
+        ):
             agreed += 1
         self.pending = fresh[agreed:]
         return self._commit(fresh[:agreed])

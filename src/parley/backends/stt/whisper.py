@@ -13,7 +13,11 @@ slots fall into a stagger by themselves and, as streams are added, each slot's d
 stretches instead of a queue building up. A slot whose undecoded speech passes `max_lag_s`
 stops consuming frames (its `buffered_pcm` grows) instead of growing its window without bound.
 Once a pause has begun, a slot takes no re-decode: the final decode at the pause's end would
-only wait behind it.
+only wait behind it. Instead, `TENTATIVE_FRAMES` into the pause the window is decoded as it
+would be at the pause's end (the audio after the speech's end is silence either way). If the
+pause then reaches `endpoint_silence_s` with no speech since, that decode is the final: the
+utterance's last words come at the pause's end, not a queue wait and a decode later. If speech
+resumes first, it counts as an ordinary re-decode.
 
 Steps keep Kyutai's order: a model that emits words at a fixed delay has sent every word that
 starts before a frame by the time it sends that frame's `Step`, and clients (Unmute) end a turn
@@ -65,6 +69,7 @@ PAUSE_HORIZONS_FRAMES = (2, 4, 6)  # Step.prs[k]: pause held for 0.16 / 0.32 / 0
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
 FRAME_SAMPLES16 = FRAME_SAMPLES * VAD_RATE_HZ // SAMPLE_RATE_HZ
 PAUSE_DEFER_FRAMES = 2  # silent frames after which a speaking stream's re-decodes wait
+TENTATIVE_FRAMES = 3  # silent frames after which the window is decoded as the pause's final
 MAX_BATCH = 8
 MIN_CUT_SPEECH_S = 2.0  # a window cut for length keeps at least this much before the cut
 BACKLOG_GAP_S = 2.0  # with a backlog, a pause this long ends the window anyway
@@ -87,11 +92,23 @@ class WhisperOptions:
     short_context: bool = option(True, "encode windows of their own length, not 30 s")
     decode_interval_s: float = option(0.5, "re-decode a speaking stream after this much audio")
     endpoint_silence_s: float = option(0.5, "a pause this long ends an utterance")
+    tentative_final: bool = option(
+        True, "decode a pause's final 0.24 s into it, used if the pause holds"
+    )
     vad_threshold: float = option(0.5, "Silero speech probability that counts as speech")
     max_window_s: float = option(15.0, "longest window decoded at once")
     trim_window_s: float = option(8.0, "a window longer than this drops committed audio")
     max_lag_s: float = option(3.0, "undecoded speech a stream may run ahead by")
     context_s: float = option(3.0, "committed audio kept as context for the next utterance")
+    confident_word_p: float = option(
+        0.5,
+        "a word the decoder is at least this sure of, ending confident_margin_s before the "
+        "decoded audio's end, is committed without a second decode agreeing (above 1: never)",
+        at_least(0.0),
+    )
+    confident_margin_s: float = option(
+        0.2, "audio a word needs after it to be committed on one decode", at_least(0.0)
+    )
     backlog_s: float = option(
         2.0,
         "audio sent ahead of real time from which a stream is decoded like a file: "
@@ -128,6 +145,9 @@ class _Stream:
     context_end16: int = 0  # committed audio kept at the window's start, as decoder context
     final_wanted: bool = False
     in_flight: bool = False
+    tentative_taken: bool = False  # this pause's tentative final is decoded or decoding
+    # A tentative final's result that came back before the pause reached its end.
+    tentative_result: tuple[_Job, list[DecodedWord]] | None = None
     policy: LocalAgreement = field(default_factory=LocalAgreement)
     held_steps: deque[Step] = field(default_factory=deque)  # made, waiting for their words
     released_s: float = 0.0  # end of the last frame whose Step was sent
@@ -147,6 +167,7 @@ class _Job:
     audio_end16: int  # how much of it is decoded
     speech_end16: int  # where its last speech frame ends
     final: bool
+    tentative: bool  # taken in a pause: the final if the pause holds, else a re-decode
     partial: bool  # a final that ends at a pause inside the window: speech continues after it
     markers: list[int]
     request: DecodeRequest
@@ -199,6 +220,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             resampler,
             vad_threshold=self.opts.vad_threshold,
             endpoint_silence_s=self.opts.endpoint_silence_s,
+            policy=LocalAgreement(self.opts.confident_word_p, self.opts.confident_margin_s),
         )
         slot.emit(Ready())
 
@@ -219,6 +241,8 @@ class WhisperStreamingBackend(RecognitionBackend):
             if stream.pending_samples >= FRAME_SAMPLES and not self._throttled(stream):
                 self._process_frame(stream)
                 waiting |= stream.pending_samples >= FRAME_SAMPLES and not self._throttled(stream)
+            self._collect_due_markers(stream)
+            self._settle_tentative(stream)
             self._drop_silent_window(stream)
             self._release_steps(stream)
             self._release_markers(stream)
@@ -327,6 +351,8 @@ class WhisperStreamingBackend(RecognitionBackend):
             s.preroll = np.concatenate([s.preroll, audio16])[-keep:]
         if s.in_speech:
             s.silence_frames = 0 if is_speech else s.silence_frames + 1
+            if is_speech:
+                s.tentative_taken = False
             if s.silence_frames * FRAME_SAMPLES >= s.endpoint_silence_s * SAMPLE_RATE_HZ:
                 s.in_speech = False
                 s.final_wanted = True
@@ -359,12 +385,26 @@ class WhisperStreamingBackend(RecognitionBackend):
             if len(s.window) - s.context_end16 > CONTEXT_MAX_GAP_S * VAD_RATE_HZ:
                 self._drop_window(s, len(s.window))
 
-    def _release_markers(self, s: _Stream) -> None:
-        """Markers whose audio is processed ask for a final decode; with nothing left to
-        decode they go back at once (after the Steps, all released by then)."""
+    def _collect_due_markers(self, s: _Stream) -> None:
+        """Markers whose audio is processed ask for a final decode."""
         while s.markers and s.markers[0][0] <= s.frames_done * FRAME_SAMPLES:
             s.markers_due.append(s.markers.popleft()[1])
             s.final_wanted = True
+
+    def _settle_tentative(self, s: _Stream) -> None:
+        """A tentative final waiting for its pause to end: taken as the final once the pause
+        ends (or a marker asks for one) with no speech since; a re-decode if speech resumed."""
+        if s.tentative_result is None:
+            return
+        job, words = s.tentative_result
+        if s.speech_since_job_s is None and not s.final_wanted:
+            return  # the pause goes on
+        s.tentative_result = None
+        self._apply(job, words)
+
+    def _release_markers(self, s: _Stream) -> None:
+        """Markers whose audio is processed go back at once when nothing is left to decode
+        (after the Steps, all released by then); else with the final decode's words."""
         # Held while a decode runs or speech waits for one. Not for the VAD's in-speech state
         # alone: after a final that took all the speech, a stream whose audio ends there
         # (a POST, a client that stops sending) would hold its marker forever.
@@ -387,8 +427,12 @@ class WhisperStreamingBackend(RecognitionBackend):
             return not s.in_speech and len(s.window) - s.speech_end16 >= (
                 BACKLOG_GAP_S * VAD_RATE_HZ
             )
+        if s.tentative_result is not None:
+            return False  # the pause's final is decoded already: it waits for the pause's end
         if s.final_wanted:
             return True
+        if self._tentative_due(s):
+            return s.silence_frames * FRAME_S < s.endpoint_silence_s
         new = len(s.window) - s.decoded_upto16
         if s.silence_frames >= PAUSE_DEFER_FRAMES and not self._throttled(s):
             # A pause has begun: its end brings a final decode (or the speech resumes), and a
@@ -396,6 +440,14 @@ class WhisperStreamingBackend(RecognitionBackend):
             # (Not when throttled: no frames come in, so neither would the pause's end.)
             return False
         return bool(s.in_speech) and new >= self.opts.decode_interval_s * VAD_RATE_HZ
+
+    def _tentative_due(self, s: _Stream) -> bool:
+        return (
+            self.opts.tentative_final
+            and s.in_speech
+            and s.silence_frames >= TENTATIVE_FRAMES
+            and not s.tentative_taken
+        )
 
     def _schedule(self) -> None:
         if self._busy:
@@ -410,14 +462,15 @@ class WhisperStreamingBackend(RecognitionBackend):
 
     def _job(self, s: _Stream) -> _Job:
         final = s.final_wanted or s.backlogged or bool(s.markers_due) or self._window_full(s)
+        tentative = not final and self._tentative_due(s)
         end16 = len(s.window)
-        if final:
+        if final or tentative:
             # A final decode forced to repeat many seconds of committed words often stops
             # right after them (EOT at once), losing the utterance's last words: half the
             # time on an 8 s read sentence, depending on whether a trim had happened.
             self._trim_window(s, s.policy.in_window, always=True)
             end16 = len(s.window)
-            if s.in_speech and not s.markers_due:  # ends at a pause, not inside a word
+            if final and s.in_speech and not s.markers_due:  # at a pause, not inside a word
                 end16 = self._pause_cut16(s)
         partial = end16 < len(s.window) and s.speech_end16 > end16
         speech_end16 = min(s.speech_end16, end16)
@@ -429,11 +482,13 @@ class WhisperStreamingBackend(RecognitionBackend):
             audio_end16,
             speech_end16,
             final,
+            tentative,
             partial,
             list(s.markers_due) if final and not partial else [],
             self._request(s, audio_end16),
         )
         s.in_flight = True
+        s.tentative_taken |= tentative
         s.decoded_upto16 = len(s.window)
         s.speech_since_job_s = None
         return job
@@ -502,6 +557,14 @@ class WhisperStreamingBackend(RecognitionBackend):
         s.in_flight = False
         if self._streams[s.slot.index] is not s:
             return  # the session left while its window was being decoded
+        final, markers = job.final, job.markers
+        if job.tentative and s.speech_since_job_s is None:
+            if not s.final_wanted:  # the pause has not ended yet: its end decides
+                s.tentative_result = (job, words)
+                return
+            final, markers = True, list(s.markers_due)  # no speech since: all of it decoded
+        if job.tentative:
+            metrics.TENTATIVE_FINALS.labels(**self._labels, taken=str(final).lower()).inc()
         origin_s = s.window_start16 / VAD_RATE_HZ
         # Alignment stretches the last word over the silence after it; the VAD knows better.
         speech_end_s = origin_s + job.speech_end16 / VAD_RATE_HZ
@@ -510,10 +573,11 @@ class WhisperStreamingBackend(RecognitionBackend):
                 w.text,
                 origin_s + w.start_s,
                 max(origin_s + w.start_s, min(origin_s + w.stop_s, speech_end_s)),
+                w.probability,
             )
             for w in words
         ]
-        if job.final:
+        if final:
             committed = s.policy.finish(hypothesis)
             self._keep_context(s, job)
             if job.partial:  # the speech after the cut: its words are still to come
@@ -525,18 +589,18 @@ class WhisperStreamingBackend(RecognitionBackend):
                     else s.speech_since_job_s
                 )
             # Still wanted if a later marker waits, or an utterance ended during this decode.
-            s.final_wanted = bool(s.markers_due[len(job.markers) :]) or (
+            s.final_wanted = bool(s.markers_due[len(markers) :]) or (
                 not s.in_speech and s.speech_end16 > 0
             )
         else:
-            committed = s.policy.update(hypothesis)
+            committed = s.policy.update(hypothesis, origin_s + job.audio_end16 / VAD_RATE_HZ)
             self._trim_window(s, committed)
         metrics.WORDS.labels(**self._labels).inc(len(committed))
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "channel %d %s window %.2f-%.2f s: %r -> committed %r",
                 s.slot.channel_id,
-                "final" if job.final else "decode",
+                "final" if final else "tentative" if job.tentative else "decode",
                 origin_s,
                 origin_s + job.snapshot16 / VAD_RATE_HZ,
                 " ".join(w.text for w in hypothesis),
@@ -549,9 +613,9 @@ class WhisperStreamingBackend(RecognitionBackend):
             s.slot.emit(EndWord(round(max(w.stop_s, start_s), 3)))
         self._release_steps(s)
         # Markers reached before this final decode was taken: all their words are out now.
-        for marker_id in job.markers:
+        for marker_id in markers:
             s.slot.emit(Marker(marker_id))
-        del s.markers_due[: len(job.markers)]
+        del s.markers_due[: len(markers)]
 
     def _context_cut(self, s: _Stream, before_s: float, limit16: int) -> int:
         """Where to cut the window so that about `context_s` of committed speech before
