@@ -245,6 +245,46 @@ def test_audio_far_ahead_of_real_time_is_decoded_like_a_file(speech: np.ndarray)
     backend.close()
 
 
+class StopsAfterOneUtteranceDecoder(RequestRecordingDecoder):
+    """The fake decoder, ending every transcript `stop_after_s` into its new audio: Whisper
+    emitting its end of text after a sentence while more speech follows."""
+
+    def __init__(self, stop_after_s: float) -> None:
+        super().__init__()
+        self.stop_after_s = stop_after_s
+
+    def decode_counting_retries(
+        self, requests: list[DecodeRequest]
+    ) -> tuple[list[list[DecodedWord]], int]:
+        results, retries = super().decode_counting_retries(requests)
+        return [
+            [w for w in words if w.start_s < r.prefix_s + self.stop_after_s]
+            for r, words in zip(requests, results, strict=True)
+        ], retries
+
+
+def test_a_final_that_stops_before_the_speech_does_is_decoded_again(
+    speech: np.ndarray,
+) -> None:
+    """Two utterances 1 s apart in one backlog window: the decoder's transcript ends with the
+    first. The speech after its last word is decoded again, and the marker waits for it."""
+    decoder = StopsAfterOneUtteranceDecoder(stop_after_s=3.0)
+    backend, slot = start(decoder, WhisperOptions())
+    stream = backend._streams[0]
+    assert stream is not None
+    stream.attached_at += 3600.0  # far ahead of real time however slow this machine is
+    pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE_HZ, np.float32), speech])
+    slot.inbox += [Audio(pcm), Marker(9)]
+    run_to_marker(backend, slot)
+    second_starts_s = (len(speech) + SAMPLE_RATE_HZ) / SAMPLE_RATE_HZ
+    assert len(decoder.requests) >= 2
+    assert any(isinstance(m, Word) and m.start_time >= second_starts_s for m in slot.out), (
+        "the second utterance's words were lost"
+    )
+    check_order(slot)
+    backend.close()
+
+
 def test_a_file_sent_without_a_marker_gets_its_words_once_all_of_it_is_taken(
     speech: np.ndarray,
 ) -> None:

@@ -36,7 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,10 @@ MIN_CUT_SPEECH_S = 2.0  # a window cut for length keeps at least this much befor
 BACKLOG_GAP_S = 2.0  # with a backlog, a pause this long ends the window anyway
 BACKLOG_WINDOW_S = 28.0  # with a backlog, windows as long as Whisper's own (30 s) less margin
 CAUGHT_UP_S = 0.3  # all audio taken and none new for this long: the client is waiting for words
+# A final whose words end with this much VAD speech still after them (past a guard for
+# alignment jitter) stopped early: the rest is decoded again.
+UNDECODED_SPEECH_S = 1.0
+STOP_GUARD_S = 0.3
 
 
 @dataclass
@@ -419,6 +423,10 @@ class WhisperStreamingBackend(RecognitionBackend):
     def _due(self, s: _Stream) -> bool:
         if s.in_flight or not s.speech_end16:  # nothing but committed context and silence
             return False
+        if s.tentative_result is not None:
+            # The pause's final is decoded already and waits for the pause's end (or speech);
+            # another job first would leave it stale. (A stream can turn backlogged meanwhile.)
+            return False
         if s.markers_due or self._window_full(s):
             return True
         if s.backlogged:
@@ -427,8 +435,6 @@ class WhisperStreamingBackend(RecognitionBackend):
             return not s.in_speech and len(s.window) - s.speech_end16 >= (
                 BACKLOG_GAP_S * VAD_RATE_HZ
             )
-        if s.tentative_result is not None:
-            return False  # the pause's final is decoded already: it waits for the pause's end
         if s.final_wanted:
             return True
         if self._tentative_due(s):
@@ -579,6 +585,11 @@ class WhisperStreamingBackend(RecognitionBackend):
         ]
         if final:
             committed = s.policy.finish(hypothesis)
+            stop16 = self._stopped_early16(s, job, committed)
+            if stop16 is not None:  # the speech after the last word is decoded again
+                log.debug("channel %d: the final stopped early", s.slot.channel_id)
+                job = replace(job, snapshot16=stop16, speech_end16=stop16, partial=True)
+                markers = []  # they wait for those words
             self._keep_context(s, job)
             if job.partial:  # the speech after the cut: its words are still to come
                 s.speech_onset_s = origin_s + job.snapshot16 / VAD_RATE_HZ
@@ -616,6 +627,25 @@ class WhisperStreamingBackend(RecognitionBackend):
         for marker_id in markers:
             s.slot.emit(Marker(marker_id))
         del s.markers_due[: len(markers)]
+
+    def _stopped_early16(self, s: _Stream, job: _Job, words: list[TimedWord]) -> int | None:
+        """Where a final's words end if the decoder stopped before the speech did, else None.
+        Whisper may emit its end of text after a sentence and leave the next one undecoded
+        (offline transcription then seeks past the last word and decodes again): seen on a
+        backlog window holding two clips, whose second clip was lost whole."""
+        if not words:
+            return None
+        stop16 = int(words[-1].stop_s * VAD_RATE_HZ) - s.window_start16
+        guard16 = stop16 + int(STOP_GUARD_S * VAD_RATE_HZ)
+        speech_frames = sum(
+            1
+            for end_abs16, speech_p in s.window_frames
+            if speech_p >= s.vad_threshold
+            and guard16 < end_abs16 - s.window_start16 <= job.speech_end16
+        )
+        if speech_frames * FRAME_S < UNDECODED_SPEECH_S:
+            return None
+        return max(0, min(stop16, job.snapshot16))
 
     def _context_cut(self, s: _Stream, before_s: float, limit16: int) -> int:
         """Where to cut the window so that about `context_s` of committed speech before
