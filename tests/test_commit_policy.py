@@ -87,3 +87,11 @@ def test_a_sure_word_with_audio_after_it_needs_no_second_decode() -> None:
     near_the_end = LocalAgreement(confident_p=0.9, confident_margin_s=0.5)
     assert near_the_end.update(hypothesis[:1], audio_end_s=0.8) == []
     assert LocalAgreement().update(hypothesis, audio_end_s=10.0) == []
+
+
+def test_a_punctuated_word_waits_for_agreement() -> None:
+    """Punctuation depends on the words after it, and a committed word becomes the next
+    decode's forced prefix: a word ending in punctuation is not committed on one decode."""
+    p = LocalAgreement(confident_p=0.5, confident_margin_s=0.2)
+    hypothesis = [TimedWord("made,", 0.0, 0.4, 0.99), TimedWord("amiable", 0.4, 0.9, 0.99)]
+    assert p.update(hypothesis, audio_end_s=3.0) == []

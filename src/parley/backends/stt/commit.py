@@ -88,7 +88,8 @@ class LocalAgreement:
     ) -> list[TimedWord]:
         """Commits the longest prefix this hypothesis shares with the previous one, and after
         it the words the decoder is at least `confident_p` sure of that end
-        `confident_margin_s` before the decoded audio's end (`audio_end_s`). An empty
+        `confident_margin_s` before the decoded audio's end (`audio_end_s`) and carry no
+        punctuation. An empty
         hypothesis is no news, not a contradiction: the decoder calls a short window it is
         unsure of silence, and forgetting the last hypothesis then cost every word after it
         a whole decode cycle (measured: 0.4-1 s more latency on a read sentence)."""
@@ -105,6 +106,10 @@ class LocalAgreement:
             agreed < len(fresh)
             and fresh[agreed].probability >= self.confident_p
             and fresh[agreed].stop_s <= sure_before_s
+            # Punctuation after a word depends on what follows it ("been made, Amy"), and a
+            # committed word is the next decode's forced prefix: "made," turned "amiable
+            # himself" into "am you, or himself?".
+            and fresh[agreed].text[-1:].isalnum()
         ):
             agreed += 1
         self.pending = fresh[agreed:]

@@ -105,13 +105,13 @@ class WhisperOptions:
     max_lag_s: float = option(3.0, "undecoded speech a stream may run ahead by")
     context_s: float = option(3.0, "committed audio kept as context for the next utterance")
     confident_word_p: float = option(
-        0.5,
+        0.7,
         "a word the decoder is at least this sure of, ending confident_margin_s before the "
         "decoded audio's end, is committed without a second decode agreeing (above 1: never)",
         at_least(0.0),
     )
     confident_margin_s: float = option(
-        0.2, "audio a word needs after it to be committed on one decode", at_least(0.0)
+        0.3, "audio a word needs after it to be committed on one decode", at_least(0.0)
     )
     backlog_s: float = option(
         2.0,
