@@ -632,8 +632,10 @@ class WhisperStreamingBackend(RecognitionBackend):
         """Where a final's words end if the decoder stopped before the speech did, else None.
         Whisper may emit its end of text after a sentence and leave the next one undecoded
         (offline transcription then seeks past the last word and decodes again): seen on a
-        backlog window holding two clips, whose second clip was lost whole."""
-        if not words:
+        backlog window holding two clips, whose second clip was lost whole. Only for windows
+        decoded like a file: a real-time final ends at a pause, and re-decoding after its last
+        word there gave repeated words (109 -> 114 words on the bench's one stream)."""
+        if not words or not job.request.offline:
             return None
         stop16 = int(words[-1].stop_s * VAD_RATE_HZ) - s.window_start16
         guard16 = stop16 + int(STOP_GUARD_S * VAD_RATE_HZ)
