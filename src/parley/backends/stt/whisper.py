@@ -638,6 +638,8 @@ class WhisperStreamingBackend(RecognitionBackend):
         if not words or not job.request.offline:
             return None
         stop16 = int(words[-1].stop_s * VAD_RATE_HZ) - s.window_start16
+        if stop16 <= int(job.request.prefix_s * VAD_RATE_HZ) + FRAME_SAMPLES16:
+            return None  # no audio decoded past the forced prefix: decoding again would loop
         guard16 = stop16 + int(STOP_GUARD_S * VAD_RATE_HZ)
         speech_frames = sum(
             1
