@@ -54,6 +54,16 @@ class Server:
     def used_slots(self) -> int:
         return int(self.modules_info()[0]["used_slots"])  # type: ignore[call-overload]
 
+    def metric(self, name: str, labels: str) -> float:
+        """The sum of a `/metrics` counter's samples whose labels hold `labels`."""
+        with urllib.request.urlopen(self.http + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and labels in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def wait_slots_free(self, timeout_s: float = 1.0) -> float:
         start = time.monotonic()
         while self.used_slots() and time.monotonic() - start < timeout_s:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,15 +65,6 @@ class WyomingServer:
         while any(self.used_slots().values()) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.used_slots()
-
-    def metric(self, name: str, labels: str) -> float:
-        with urllib.request.urlopen(self.server.http + "/metrics", timeout=5) as r:
-            text = r.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + "{") and labels in line:
-                total += float(line.rsplit(" ", 1)[1])
-        return total
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +216,7 @@ def test_describe(wyoming: WyomingServer) -> None:
 def test_transcribe_16k_in_20ms_chunks_then_again_on_the_same_connection(
     wyoming: WyomingServer,
 ) -> None:
-    before = wyoming.metric("asr_connect_total", 'module="asr"')
+    before = wyoming.server.metric("asr_connect_total", 'module="asr"')
 
     async def go() -> tuple[Heard, Heard]:
         async with wyoming.client() as client:
@@ -243,7 +233,8 @@ def test_transcribe_16k_in_20ms_chunks_then_again_on_the_same_connection(
             assert wer([reference], [heard.transcript]) <= 0.15, heard.transcript
     assert len(second.transcript.split()) >= 15
     assert wyoming.wait_all_free() == {"asr": 0, "tts": 0}
-    assert wyoming.metric("asr_connect_total", 'module="asr"') == before + 2  # one per session
+    # One per session.
+    assert wyoming.server.metric("asr_connect_total", 'module="asr"') == before + 2
 
 
 @pytest.mark.parametrize(
@@ -426,7 +417,7 @@ def test_full_house_is_an_error_and_a_dropped_client_frees_its_slot(
     ids=["malformed", "oversized", "bad-format"],
 )
 def test_bad_events_close_that_client_only(wyoming: WyomingServer, bad: bytes) -> None:
-    before = wyoming.metric("asr_client_errors_total", 'module="asr"')
+    before = wyoming.server.metric("asr_client_errors_total", 'module="asr"')
 
     async def bad_client() -> tuple[Event | None, Event | None]:
         reader, writer = await asyncio.open_connection("127.0.0.1", wyoming.port)
@@ -453,7 +444,7 @@ def test_bad_events_close_that_client_only(wyoming: WyomingServer, bad: bytes) -
     assert closed is None
     assert wer([CLIP_TEXT], [heard.transcript]) <= 0.15  # the other session is untouched
     assert wyoming.wait_all_free() == {"asr": 0, "tts": 0}
-    assert wyoming.metric("asr_client_errors_total", 'module="asr"') == before + 1
+    assert wyoming.server.metric("asr_client_errors_total", 'module="asr"') == before + 1
 
 
 AudioStartLine = (

@@ -89,10 +89,10 @@ class LocalAgreement:
         """Commits the longest prefix this hypothesis shares with the previous one, and after
         it the words the decoder is at least `confident_p` sure of that end
         `confident_margin_s` before the decoded audio's end (`audio_end_s`) and carry no
-        punctuation. An empty
-        hypothesis is no news, not a contradiction: the decoder calls a short window it is
-        unsure of silence, and forgetting the last hypothesis then cost every word after it
-        a whole decode cycle (measured: 0.4-1 s more latency on a read sentence)."""
+        punctuation. An empty hypothesis is no news, not a contradiction: the decoder calls a
+        short window it is unsure of silence, and forgetting the last hypothesis then cost
+        every word after it a whole decode cycle (measured: 0.4-1 s more latency on a read
+        sentence)."""
         fresh = self._fresh(hypothesis)
         if not fresh:
             return []

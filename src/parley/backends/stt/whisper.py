@@ -437,8 +437,8 @@ class WhisperStreamingBackend(RecognitionBackend):
             )
         if s.final_wanted:
             return True
-        if self._tentative_due(s):
-            return s.silence_frames * FRAME_S < s.endpoint_silence_s
+        if self._tentative_due(s):  # in speech: the pause has not reached its end yet
+            return True
         new = len(s.window) - s.decoded_upto16
         if s.silence_frames >= PAUSE_DEFER_FRAMES and not self._throttled(s):
             # A pause has begun: its end brings a final decode (or the speech resumes), and a
