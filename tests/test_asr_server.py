@@ -77,7 +77,11 @@ def test_realtime_concurrent_streams_wer(server: Server, offline: dict[str, str]
     async def run() -> list:
         return await asyncio.gather(*(transcribe_stream(server.ws, p.audio) for p in playlists))
 
+    tentative = 'taken="true"'
+    tentative_before = server.metric("asr_tentative_finals_total", tentative)
     results = asyncio.run(run())
+    # Pauses ended on a final decoded before the pause's end (the clips hold many pauses).
+    assert server.metric("asr_tentative_finals_total", tentative) > tentative_before
     for playlist, res in zip(playlists, results, strict=True):
         _check_times(res.words, len(playlist.audio) / 24_000)
         # One Step per 80 ms frame (1 s lead, the audio, 5 s tail), with three pause
