@@ -95,3 +95,18 @@ def test_a_punctuated_word_waits_for_agreement() -> None:
     p = LocalAgreement(confident_p=0.5, confident_margin_s=0.2)
     hypothesis = [TimedWord("made,", 0.0, 0.4, 0.99), TimedWord("amiable", 0.4, 0.9, 0.99)]
     assert p.update(hypothesis, audio_end_s=3.0) == []
+
+
+def test_punctuation_after_the_prefix_ends_the_committed_word() -> None:
+    """A decode that starts with "." after the committed "surpassed": the next forced prefix
+    is "... surpassed." (without it the decoder adds "." again and stops before the next
+    sentence); the "." itself is never sent, and the prompt once the word leaves the window
+    has it too."""
+    p = LocalAgreement()
+    p.finish(words("has never been surpassed"))
+    assert p.update([TimedWord(".", 1.6, 1.6), *words("And Mr.", start=2.5)]) == []
+    assert p.window_text()[0] == "has never been surpassed."
+    p.update([TimedWord(".", 1.6, 1.6), *words("And Mr.", start=2.5)])
+    assert p.window_text()[0] == "has never been surpassed. And Mr."
+    p.window_moved(2.0)
+    assert p.prompt() == "has never been surpassed."

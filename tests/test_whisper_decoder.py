@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from parley.backends.stt.whisper_decoder import (
@@ -94,3 +95,34 @@ def test_offline_requests_decode_like_a_file_beside_streaming_ones(
     assert starts == sorted(starts) and whole[-1].stop_s <= 11.0
     assert after_prefix[0].text.lower().startswith("ask") and after_prefix[0].start_s >= 3.0
     assert " ".join(w.text for w in streaming).lower().startswith("and so my fellow americans")
+
+
+def test_punctuation_alone_after_the_prefix_does_not_end_the_window(
+    decoder: WhisperDecoder,
+) -> None:
+    """Seen in the four-stream real-time test: a window holding "... has never been
+    surpassed", a second of silence, then "And Mr. John Dashwood had then leisure ...", with
+    the committed "has never been surpassed" as forced prefix. The decoder added "." and
+    stopped, on the short and the 30 s context, decode after decode, and the next sentence
+    was lost. With the "." in the prefix it goes on."""
+    from parley.audio.decode import decode_file
+
+    def clip(path: str) -> np.ndarray:
+        return decode_file((EVAL_DIR / path).read_bytes(), 16_000)
+
+    gap = np.zeros(16_000, np.float32)
+    audio = np.concatenate(
+        [
+            clip("coqui_tts_ljspeech/LJ001-0007.wav")[-3_000:],  # "... 1455,"
+            gap,
+            clip("coqui_tts_ljspeech/LJ001-0008.wav"),  # "has never been surpassed."
+            gap,
+            clip("pocketsphinx/librivox_0870.wav")[: 5 * 16_000],  # "And Mr. John Dashwood ..."
+        ]
+    )
+    prefix_s = (3_000 + 2 * 16_000) / 16_000 + 1.78
+    req = DecodeRequest(audio, prefix="has never been surpassed", prefix_s=prefix_s)
+    words = decoder.decode([req])[0]
+    heard = " ".join(w.text for w in words)
+    assert "john dashwood" in heard.lower(), heard
+    assert all(w.start_s >= prefix_s - 0.1 for w in words), words

@@ -11,7 +11,7 @@ whole. Times are seconds of stream time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 OVERLAP_TOLERANCE_S = 0.1  # word times jitter between decodes
 PROMPT_WORDS = 30
@@ -65,6 +65,16 @@ class LocalAgreement:
         return " ".join(w.text for w in self.in_window), self.in_window[-1].stop_s
 
     def _fresh(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
+        """The hypothesis's words. Punctuation before the first one ends the last committed
+        word's sentence: it joins that word's text in the next forced prefix, or the decoder
+        adds it again and may stop there (end of text before the next sentence)."""
+        if hypothesis and not _key(hypothesis[0].text) and self.in_window:
+            last = self.in_window[-1]
+            if not last.text.endswith(hypothesis[0].text):
+                ended = replace(last, text=last.text + hypothesis[0].text)
+                self.in_window[-1] = ended
+                if self.committed and self.committed[-1] is last:
+                    self.committed[-1] = ended
         return [w for w in hypothesis if _key(w.text)]
 
     def _commit(self, words: list[TimedWord]) -> list[TimedWord]:

@@ -11,7 +11,11 @@ decoder, seeing an unfamiliar context length, sometimes loops
 - a token budget proportional to the window's duration (speech rarely exceeds ~5 tokens/s);
 - a repetition check (gzip compression ratio, as Whisper itself uses) on every result;
 - any result that trips a guard is decoded again on the full 30 s context, which is always
-  safe; these retries are counted so the cost of the shortcut stays visible.
+  safe; these retries are counted so the cost of the shortcut stays visible;
+- a result that is only punctuation after a forced prefix ("... has never been surpassed"
+  + ".", then end of text, on the 30 s context too) is decoded again with that punctuation
+  in the prefix: the decoder then goes on to the next sentence ("Mr. John Dashwood had
+  ..."), which was lost whole before.
 """
 
 from __future__ import annotations
@@ -206,33 +210,29 @@ class WhisperDecoder:
             groups.setdefault((frames, req.offline), []).append(i)
         # Only short-context (streaming) windows are ever retried: a 30 s one, offline ones
         # included, is kept as it is.
-        retry: list[int] = []
+        retry: list[tuple[int, DecodeRequest]] = []
         for (context_frames, offline), idxs in groups.items():
             ok = self._decode_group([requests[i] for i in idxs], context_frames, offline)
             for i, words in zip(idxs, ok, strict=True):
-                if words is None:
-                    retry.append(i)
+                if isinstance(words, DecodeRequest):
+                    retry.append((i, words))
                 else:
                     results[i] = words
         if retry:
-            # The retry also drops the prompt: a prompt that ends mid-sentence can make the
-            # decoder emit one word and stop.
-            redo = self._decode_group(
-                [
-                    DecodeRequest(r.audio_16k, prefix=r.prefix, prefix_s=r.prefix_s)
-                    for r in (requests[i] for i in retry)
-                ],
-                FULL_CONTEXT_MEL_FRAMES,
-                offline=False,
-            )
-            for i, words in zip(retry, redo, strict=True):
-                results[i] = words or []
+            redo = self._decode_group([r for _, r in retry], FULL_CONTEXT_MEL_FRAMES, offline=False)
+            for (i, again), words in zip(retry, redo, strict=True):
+                heard = words if isinstance(words, list) else []
+                ended = again.prefix[len(requests[i].prefix) :]
+                if ended:  # the prefix's punctuation is news to the caller
+                    at_s = requests[i].prefix_s
+                    heard = [DecodedWord(ended, at_s, at_s, 1.0), *heard]
+                results[i] = heard
         return [r or [] for r in results], len(retry)
 
     def _decode_group(
         self, requests: list[DecodeRequest], context_frames: int, offline: bool
-    ) -> list[list[DecodedWord] | None]:
-        """None for an item whose result looks like a runaway loop (retry it on 30 s)."""
+    ) -> list[list[DecodedWord] | DecodeRequest]:
+        """Each item's words, or the request to decode again on 30 s in its place."""
         import ctranslate2
 
         feats = np.stack([self._features(r.audio_16k, context_frames) for r in requests])
@@ -265,7 +265,7 @@ class WhisperDecoder:
             suppress_blank=True,
             suppress_tokens=self._suppress,
         )
-        out: list[list[DecodedWord] | None] = []
+        out: list[list[DecodedWord] | DecodeRequest] = []
         keep: list[tuple[int, list[int]]] = []
         for i, (req, res) in enumerate(zip(requests, generated, strict=True)):
             # The result repeats the forced prefix; what follows it is new.
@@ -292,7 +292,7 @@ class WhisperDecoder:
                     len(tokens),
                     text[:80],
                 )
-                out.append(None)
+                out.append(_retry_request(req, text, looping))
                 continue
             # Whisper's own silence rule, and a stricter one for short windows, where a breath
             # or a word's tail is often "transcribed" as an unsure "you" / "I suppose".
@@ -319,6 +319,16 @@ class WhisperDecoder:
                 inside = [w for w in new_words if float(w["start"]) < audio_s - 0.02]
                 out[i] = _merge_words(inside, audio_s)
         return out
+
+
+def _retry_request(req: DecodeRequest, text: str, looping: bool) -> DecodeRequest:
+    """What a short-context result is decoded again as on 30 s. Without the prompt: one that
+    ends mid-sentence can make the decoder emit one word and stop. Punctuation alone after
+    the prefix ends the prefix's sentence: in the prefix, it lets the decoder go on."""
+    prefix = req.prefix
+    if prefix and not looping and text and not any(c.isalnum() for c in text):
+        prefix += text
+    return DecodeRequest(req.audio_16k, prefix=prefix, prefix_s=req.prefix_s)
 
 
 def _new_audio_s(req: DecodeRequest) -> float:
