@@ -29,6 +29,7 @@ TEXT = (
     "Please remember to water the plants on Tuesday. The ones by the kitchen window need more "
     "light than the others, so move them closer to the glass if the weather stays cloudy."
 )
+MORE_TEXT = "The watering can is in the shed. Fill it halfway, and do not forget the ferns."
 CLIPS = [c for c in english_clips(EVAL_DIR) if c.duration_s <= 12.0][:5]
 
 
@@ -66,10 +67,11 @@ def decode_any(data: bytes) -> tuple[np.ndarray, str]:
 
 def test_seed_002_streaming_call(client: OpenAI, whisper: Any) -> None:  # noqa: F811
     """Seed 002's exact call: pcm streamed, iter_bytes; the first bytes come before the end."""
+    text = f"{TEXT} {MORE_TEXT}"
     chunks: list[tuple[float, int]] = []
     t0 = time.monotonic()
     with client.audio.speech.with_streaming_response.create(
-        model="tts-1", voice="alloy", input=TEXT, response_format="pcm"
+        model="tts-1", voice="alloy", input=text, response_format="pcm"
     ) as response:
         assert response.headers["content-type"].startswith("audio/pcm")
         data = b""
@@ -79,9 +81,12 @@ def test_seed_002_streaming_call(client: OpenAI, whisper: Any) -> None:  # noqa:
     pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768
     duration_s = len(pcm) / 24_000
     first_s, last_s = chunks[0][0], chunks[-1][0]
-    assert duration_s > 6.0
-    assert first_s < last_s - 0.3, chunks[:3]  # streamed, not sent in one piece at the end
-    assert wer([TEXT], [transcribe(whisper, pcm)]) <= 0.15
+    assert duration_s > 10.0
+    # Streamed, not sent in one piece at the end: the first sentence's audio comes when a
+    # fraction of the text is synthesised (a ratio, whatever the machine's speed).
+    print(f"first audio at {first_s:.3f} s, last at {last_s:.3f} s")
+    assert first_s < 0.5 * last_s, chunks[:3]
+    assert wer([text], [transcribe(whisper, pcm)]) <= 0.15
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
