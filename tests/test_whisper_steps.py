@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 
 from parley import metrics
-from parley.backends.stt.whisper import WhisperOptions, WhisperStreamingBackend
+from parley.backends.stt.whisper import (
+    FLUSH_SILENCE_S,
+    WhisperOptions,
+    WhisperStreamingBackend,
+)
 from parley.backends.stt.whisper_decoder import DecodedWord, DecodeRequest
 from parley.engine.backend import FRAME_SAMPLES, SAMPLE_RATE_HZ
 from parley.protocol.asr import Audio, Marker, Step, Word
@@ -235,10 +239,10 @@ def test_audio_far_ahead_of_real_time_is_decoded_like_a_file(speech: np.ndarray)
     slot.inbox += [Audio(pcm), Marker(9)]
     run_to_marker(backend, slot)
     assert [r.offline for r in decoder.requests] == [True, True]
-    # The first window ends in the pause, the second holds the second utterance.
-    assert all(
-        len(r.audio_16k) < len(speech) * 16_000 // SAMPLE_RATE_HZ + 8_000 for r in decoder.requests
-    )
+    # The first window ends in the pause, the second holds the second utterance (and, as it
+    # ends at the marker, the silence a flush adds).
+    longest16 = len(speech) * 16_000 // SAMPLE_RATE_HZ + int((0.5 + FLUSH_SILENCE_S) * 16_000)
+    assert all(len(r.audio_16k) < longest16 for r in decoder.requests)
     assert len(steps(slot)) == -(-len(pcm) // FRAME_SAMPLES)
     assert [m for m in slot.out if isinstance(m, Word)]
     check_order(slot)
@@ -424,4 +428,25 @@ def test_a_final_decode_repeats_at_most_the_context_of_committed_speech() -> Non
     backend.step([slot])  # type: ignore[list-item]
     assert any(isinstance(m, Marker) for m in slot.out)
     assert decoder.requests[-1].prefix_s <= options.context_s + 0.5  # the final's
+    backend.close()
+
+
+def test_a_flush_at_the_speech_s_end_is_decoded_with_silence_after_it(
+    speech: np.ndarray,
+) -> None:
+    """Audio that stops mid-speech, then a marker (a Wyoming audio-stop, the end of a file):
+    the final decode gets 0.5 s of silence after the audio, as Whisper otherwise aligns the
+    last word past the end, where it is dropped ("... cold day in April." lost "April.").
+    The fake decoder's words over that silence come back no later than the audio's end."""
+    decoder = RequestRecordingDecoder()
+    backend, slot = start(decoder)
+    cut = int(2.0 * SAMPLE_RATE_HZ) // FRAME_SAMPLES * FRAME_SAMPLES
+    feed(backend, slot, speech[:cut])
+    slot.inbox.append(Marker(5))
+    run_to_marker(backend, slot)
+    final = decoder.requests[-1].audio_16k
+    assert np.abs(final[-8_000:]).max() == 0.0 and np.abs(final[-9_000:-8_000]).max() > 0.0
+    words = [m for m in slot.out if isinstance(m, Word)]
+    assert words and words[-1].start_time <= cut / SAMPLE_RATE_HZ
+    check_order(slot)
     backend.close()

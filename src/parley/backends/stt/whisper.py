@@ -65,6 +65,7 @@ CONTEXT_MAX_GAP_S = 2.0  # after this much silence, kept context is dropped too
 TRIM_MARGIN_S = 0.1  # audio kept before the first uncommitted word when trimming
 PREROLL_S = 0.3  # audio kept before the VAD fires, so a word's onset is not clipped
 SPEECH_TAIL_S = 0.25  # silence kept after the last speech frame in a decoded window
+FLUSH_SILENCE_S = 0.5  # added after a final's audio that ends at its speech
 PAUSE_HORIZONS_FRAMES = (2, 4, 6)  # Step.prs[k]: pause held for 0.16 / 0.32 / 0.48 s
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
 FRAME_SAMPLES16 = FRAME_SAMPLES * VAD_RATE_HZ // SAMPLE_RATE_HZ
@@ -491,7 +492,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             tentative,
             partial,
             list(s.markers_due) if final and not partial else [],
-            self._request(s, audio_end16),
+            self._request(s, audio_end16, speech_end16 if final else 0),
         )
         s.in_flight = True
         s.tentative_taken |= tentative
@@ -522,11 +523,22 @@ class WhisperStreamingBackend(RecognitionBackend):
                 quietest = (speech_p, end16)
         return best[1] if best[0] else quietest[1]
 
-    def _request(self, s: _Stream, audio_end16: int) -> DecodeRequest:
+    def _request(self, s: _Stream, audio_end16: int, final_speech_end16: int) -> DecodeRequest:
         prefix, prefix_end_s = s.policy.window_text()
         prefix_s = max(0.0, prefix_end_s - s.window_start16 / VAD_RATE_HZ) if prefix else 0.0
+        audio = s.window[:audio_end16]
+        # A final whose audio ends less than SPEECH_TAIL_S after its speech (a flush, the end
+        # of a file or of a Wyoming request) is decoded with FLUSH_SILENCE_S of silence added.
+        # Whisper recognises the last word but may align it past the audio's end, where the
+        # decoder drops words as hallucinated: Piper's "... cold day in April." with 0.15 s
+        # of silence after lost "April." (aligned 0.22 s past the end) every time.
+        tail16 = int(SPEECH_TAIL_S * VAD_RATE_HZ)
+        if final_speech_end16 and final_speech_end16 + tail16 > audio_end16:
+            audio = np.concatenate(
+                [audio, np.zeros(int(FLUSH_SILENCE_S * VAD_RATE_HZ), np.float32)]
+            )
         return DecodeRequest(
-            s.window[:audio_end16],
+            audio,
             s.policy.prompt(),
             prefix=prefix,
             prefix_s=prefix_s,
@@ -574,11 +586,12 @@ class WhisperStreamingBackend(RecognitionBackend):
         origin_s = s.window_start16 / VAD_RATE_HZ
         # Alignment stretches the last word over the silence after it; the VAD knows better.
         speech_end_s = origin_s + job.speech_end16 / VAD_RATE_HZ
+        audio_end_s = origin_s + job.audio_end16 / VAD_RATE_HZ  # before any added silence
         hypothesis = [
             TimedWord(
                 w.text,
-                origin_s + w.start_s,
-                max(origin_s + w.start_s, min(origin_s + w.stop_s, speech_end_s)),
+                min(origin_s + w.start_s, audio_end_s),
+                max(min(origin_s + w.start_s, audio_end_s), min(origin_s + w.stop_s, speech_end_s)),
                 w.probability,
             )
             for w in words
