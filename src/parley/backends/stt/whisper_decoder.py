@@ -117,7 +117,8 @@ def resolve_model_path(model: str) -> str:
 
 
 class WhisperDecoder:
-    """Owns one faster-whisper model; every method must run on the module's model threads."""
+    """Owns one faster-whisper model; its methods run on the module's decode threads, up to
+    `workers` at once."""
 
     def __init__(
         self,
@@ -126,6 +127,7 @@ class WhisperDecoder:
         device: str = "cpu",
         compute_type: str = "int8",
         cpu_threads: int = 2,
+        workers: int = 1,
         language: str = "en",
         beam_size: int = 1,
         offline_beam_size: int = 5,
@@ -139,6 +141,7 @@ class WhisperDecoder:
             device=device,
             compute_type=compute_type,
             cpu_threads=cpu_threads,
+            num_workers=workers,  # batches CTranslate2 runs at once, from as many threads
         )
         self.tokenizer = Tokenizer(
             self.model.hf_tokenizer,
