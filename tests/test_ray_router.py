@@ -78,11 +78,13 @@ def test_ranked_by_free_slots_of_the_module_the_path_needs() -> None:
     r = router()
     assert choose(r, [b, a], request("/api/asr-streaming", "s1"))[0] == ["A"]
     assert choose(r, [a, b], request("/api/tts_streaming", "t1"))[0] == ["B"]
-    # s1 is now held on A until a report after it: A and B have one STT slot each.
-    assert choose(r, [a, b], request("/api/asr-streaming", "s2")) == [["A"], ["B"]]
-    # s2 held on A too: A is full, B has one; then every replica is full.
-    assert choose(r, [a, b], request("/api/asr-streaming", "s3")) == [["B"], ["A"]]
-    assert choose(r, [a, b], request("/api/asr-streaming", "s4")) == [["A", "B"]]
+    # s1 is now held on A until a report after it: A and B have one STT slot each, and B
+    # was sent none lately.
+    assert choose(r, [a, b], request("/api/asr-streaming", "s2")) == [["B"], ["A"]]
+    # s2 held on B: B is full, A has one; then every replica is full.
+    assert choose(r, [a, b], request("/api/asr-streaming", "s3")) == [["A"], ["B"]]
+    (full,) = choose(r, [a, b], request("/api/asr-streaming", "s4"))
+    assert sorted(full) == ["A", "B"]
 
 
 def test_a_hold_ends_with_its_request_or_with_a_newer_report() -> None:
@@ -91,13 +93,24 @@ def test_a_hold_ends_with_its_request_or_with_a_newer_report() -> None:
     b = FakeReplica("B", report(0, 2, now))
     r = router()
     assert choose(r, [a, b], request("/api/asr-streaming", "s1"))[0] == ["A"]
-    assert choose(r, [a, b], request("/api/asr-streaming", "s2")) == [["A", "B"]]  # full
+    (full,) = choose(r, [a, b], request("/api/asr-streaming", "s2"))
+    assert sorted(full) == ["A", "B"]
     r.on_request_completed("A", "s1")  # type: ignore[arg-type]
     assert choose(r, [a, b], request("/api/asr-streaming", "s3"))[0] == ["A"]
     # A later report showing A full supersedes the hold; B's says a slot freed.
     a.routing_stats = report(0, 2, now + 5)
     b.routing_stats = report(1, 2, now + 5)
     assert choose(r, [a, b], request("/api/asr-streaming", "s4"))[0] == ["B"]
+
+
+def test_a_tie_goes_to_the_replica_sent_fewer_sessions_lately() -> None:
+    """A's report still counts a session that has just ended (one STT slot free); B had two
+    free and was just sent one. One free each: the next goes to A, not again to B."""
+    now = time.time()
+    a, b = FakeReplica("A", report(1, 2, now)), FakeReplica("B", report(2, 2, now))
+    r = router()
+    assert choose(r, [b, a], request("/api/asr-streaming", "s1"))[0] == ["B"]
+    assert choose(r, [b, a], request("/api/asr-streaming", "s2"))[0] == ["A"]
 
 
 def test_paths_without_a_slot_go_to_any_replica() -> None:

@@ -111,7 +111,13 @@ class FreeSlotRouter(RequestRouter):
                 replica.routing_stats or unreported, module, *self._held(replica, module)
             )
 
-        ranked = sorted(candidate_replicas, key=free, reverse=True)
+        def rank(replica: RunningReplica) -> tuple[int, int]:
+            # Equal free slots: the replica this router sent fewer sessions to lately first. A
+            # report may still count a session that just ended, and a burst would otherwise
+            # tie onto the replica it last went to.
+            return free(replica), -sum(self._held(replica, module))
+
+        ranked = sorted(candidate_replicas, key=rank, reverse=True)
         with_room = [r for r in ranked if free(r) > 0]
         if not with_room:
             # Every replica is full: one of them answers, with the module's own refusal
