@@ -106,16 +106,18 @@ class FreeSlotRouter(RequestRouter):
         # others (one config) and none of its slots in use but those this router sent it.
         unreported = {"free_slots": report["total_slots"], "total_slots": report["total_slots"]}
 
+        held = {r.replica_id: self._held(r, module) for r in candidate_replicas}
+
         def free(replica: RunningReplica) -> int:
             return free_slots(
-                replica.routing_stats or unreported, module, *self._held(replica, module)
+                replica.routing_stats or unreported, module, *held[replica.replica_id]
             )
 
         def rank(replica: RunningReplica) -> tuple[int, int]:
             # Equal free slots: the replica this router sent fewer sessions to lately first. A
             # report may still count a session that just ended, and a burst would otherwise
             # tie onto the replica it last went to.
-            return free(replica), -sum(self._held(replica, module))
+            return free(replica), -sum(held[replica.replica_id])
 
         ranked = sorted(candidate_replicas, key=rank, reverse=True)
         with_room = [r for r in ranked if free(r) > 0]

@@ -603,15 +603,11 @@ class WhisperStreamingBackend(RecognitionBackend):
         # Alignment stretches the last word over the silence after it; the VAD knows better.
         speech_end_s = origin_s + job.speech_end16 / VAD_RATE_HZ
         audio_end_s = origin_s + job.audio_end16 / VAD_RATE_HZ  # before any added silence
-        hypothesis = [
-            TimedWord(
-                w.text,
-                min(origin_s + w.start_s, audio_end_s),
-                max(min(origin_s + w.start_s, audio_end_s), min(origin_s + w.stop_s, speech_end_s)),
-                w.probability,
-            )
-            for w in words
-        ]
+        hypothesis: list[TimedWord] = []
+        for heard in words:
+            start_s = min(origin_s + heard.start_s, audio_end_s)
+            stop_s = max(start_s, min(origin_s + heard.stop_s, speech_end_s))
+            hypothesis.append(TimedWord(heard.text, start_s, stop_s, heard.probability))
         if final:
             committed = s.policy.finish(hypothesis)
             stop16 = self._stopped_early16(s, job, committed)
