@@ -218,6 +218,21 @@ class RequestRecordingDecoder(FakeDecoder):
         return super().decode_counting_retries(requests)
 
 
+def test_only_a_final_or_tentative_decode_asks_for_a_retry(speech: np.ndarray) -> None:
+    """Re-decodes in speech are not final (a result that trips the decoder's guards is then
+    no news, not redone on 30 s); the pause's decode, whose words are taken whole, is."""
+    decoder = RequestRecordingDecoder()
+    backend, slot = start(decoder)
+    feed(backend, slot, speech)
+    settle(backend, slot)
+    feed(backend, slot, np.zeros(SAMPLE_RATE_HZ, np.float32))
+    settle(backend, slot)
+    finals = [r.final for r in decoder.requests]
+    assert finals[0] is False and finals[-1] is True, finals
+    assert [m for m in slot.out if isinstance(m, Word)]
+    backend.close()
+
+
 def run_to_marker(backend: WhisperStreamingBackend, slot: FakeSlot) -> None:
     deadline = time.monotonic() + 20
     while not any(isinstance(m, Marker) for m in slot.out):

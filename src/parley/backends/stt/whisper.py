@@ -508,7 +508,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             tentative,
             partial,
             list(s.markers_due) if final and not partial else [],
-            self._request(s, audio_end16, speech_end16 if final else 0),
+            self._request(s, audio_end16, speech_end16 if final else 0, final or tentative),
         )
         s.in_flight = True
         s.tentative_taken |= tentative
@@ -539,7 +539,9 @@ class WhisperStreamingBackend(RecognitionBackend):
                 quietest = (speech_p, end16)
         return best[1] if best[0] else quietest[1]
 
-    def _request(self, s: _Stream, audio_end16: int, final_speech_end16: int) -> DecodeRequest:
+    def _request(
+        self, s: _Stream, audio_end16: int, final_speech_end16: int, taken_whole: bool
+    ) -> DecodeRequest:
         prefix, prefix_end_s = s.policy.window_text()
         prefix_s = max(0.0, prefix_end_s - s.window_start16 / VAD_RATE_HZ) if prefix else 0.0
         audio = s.window[:audio_end16]
@@ -559,6 +561,7 @@ class WhisperStreamingBackend(RecognitionBackend):
             prefix=prefix,
             prefix_s=prefix_s,
             offline=s.ahead,
+            final=taken_whole,
         )
 
     def _decode_loop(self) -> None:
