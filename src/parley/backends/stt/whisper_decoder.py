@@ -232,11 +232,7 @@ class WhisperDecoder:
             redo = self._decode_group([r for _, r in retry], FULL_CONTEXT_MEL_FRAMES, offline=False)
             for (i, again), words in zip(retry, redo, strict=True):
                 heard = words if isinstance(words, list) else []
-                ended = again.prefix[len(requests[i].prefix) :]
-                if ended:  # the prefix's punctuation is news to the caller
-                    at_s = requests[i].prefix_s
-                    heard = [DecodedWord(ended, at_s, at_s, 1.0), *heard]
-                results[i] = heard
+                results[i] = _prefix_ending(requests[i], again) + heard
         return [r or [] for r in results], len(retry)
 
     def _decode_group(
@@ -304,13 +300,7 @@ class WhisperDecoder:
                     text[:80],
                 )
                 retry = _retry_request(req, text, looping)
-                if req.final:
-                    out.append(retry)
-                elif retry.prefix != req.prefix:  # the prefix's sentence ended: say so
-                    ended = retry.prefix[len(req.prefix) :]
-                    out.append([DecodedWord(ended, req.prefix_s, req.prefix_s, 1.0)])
-                else:
-                    out.append([])
+                out.append(retry if req.final else _prefix_ending(req, retry))
                 continue
             # Whisper's own silence rule, and a stricter one for short windows, where a breath
             # or a word's tail is often "transcribed" as an unsure "you" / "I suppose".
@@ -347,6 +337,13 @@ def _retry_request(req: DecodeRequest, text: str, looping: bool) -> DecodeReques
     if prefix and not looping and text and not any(c.isalnum() for c in text):
         prefix += text
     return DecodeRequest(req.audio_16k, prefix=prefix, prefix_s=req.prefix_s)
+
+
+def _prefix_ending(req: DecodeRequest, retry: DecodeRequest) -> list[DecodedWord]:
+    """The punctuation `_retry_request` added to the prefix, as a word at the prefix's end:
+    news to the caller, whose commit policy adds it to the last committed word."""
+    ended = retry.prefix[len(req.prefix) :]
+    return [DecodedWord(ended, req.prefix_s, req.prefix_s, 1.0)] if ended else []
 
 
 def _new_audio_s(req: DecodeRequest) -> float:
