@@ -97,6 +97,35 @@ def test_a_punctuated_word_waits_for_agreement() -> None:
     assert p.update(hypothesis, audio_end_s=3.0) == []
 
 
+def test_a_word_followed_by_a_sure_one_needs_less_audio_after_it() -> None:
+    """A sure word whose next word the decoder is as sure of is committed
+    `followed_margin_s` before the audio's end; one whose next word is unsure, or not heard
+    yet, keeps the full `confident_margin_s`."""
+    followed = [TimedWord("ask", 0.0, 0.4, 0.95), TimedWord("not", 0.4, 0.7, 0.95)]
+    p = LocalAgreement(confident_p=0.9, confident_margin_s=0.5, followed_margin_s=0.2)
+    assert [w.text for w in p.update(followed, audio_end_s=0.7)] == ["ask"]
+    unsure_next = [TimedWord("ask", 0.0, 0.4, 0.95), TimedWord("not", 0.4, 0.7, 0.5)]
+    q = LocalAgreement(confident_p=0.9, confident_margin_s=0.5, followed_margin_s=0.2)
+    assert q.update(unsure_next, audio_end_s=0.7) == []
+    r = LocalAgreement(confident_p=0.9, confident_margin_s=0.5, followed_margin_s=0.2)
+    assert r.update(followed[:1], audio_end_s=0.7) == []
+
+
+def test_agreed_words_that_differ_in_punctuation_wait_for_the_next_word() -> None:
+    """Two decodes agree on "made" but only the second puts a comma after it ("made, Amy,"):
+    the comma depends on the next word, which they do not agree on, so "made" waits; with the
+    next word agreed too, the newer punctuation is committed."""
+    p = LocalAgreement()
+    p.update(words("have been made"))
+    got = p.update(words("have been made, Amy,"))
+    assert [w.text for w in got] == ["have", "been"]
+    assert [w.text for w in p.pending] == ["made,", "Amy,"]
+    got = p.update(words("made amiable himself", start=0.8))
+    assert got == []  # the comma is gone now: "made" still waits
+    got = p.update(words("made amiable himself.", start=0.8))
+    assert [w.text for w in got] == ["made", "amiable"]
+
+
 def test_punctuation_after_the_prefix_ends_the_committed_word() -> None:
     """A decode that starts with "." after the committed "surpassed": the next forced prefix
     is "... surpassed." (without it the decoder adds "." again and stops before the next

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 OVERLAP_TOLERANCE_S = 0.1  # word times jitter between decodes
 PROMPT_WORDS = 30
 _NON_WORD = re.compile(r"[^\w']+")
+_ENDING = re.compile(r"[^\w']*$")
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,29 @@ def _key(text: str) -> str:
     return _NON_WORD.sub("", text.lower().replace("\u2019", "'"))
 
 
+def _ending(text: str) -> str:
+    """The punctuation after a word's last letter or digit."""
+    found = _ENDING.search(text)
+    return found.group() if found else ""
+
+
 class LocalAgreement:
     """Commit state of one stream. `in_window` holds the committed words whose audio is still
     in the window being re-decoded; the decoder gets them as a forced prefix, so every
     hypothesis it returns holds only words after them."""
 
-    def __init__(self, confident_p: float = 2.0, confident_margin_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        confident_p: float = 2.0,
+        confident_margin_s: float = 0.5,
+        followed_margin_s: float | None = None,
+    ) -> None:
         self.confident_p = confident_p  # above 1: every word waits for a second decode
         self.confident_margin_s = confident_margin_s
+        # The margin for a word the decoder heard the next word after, as sure of that one.
+        self.followed_margin_s = (
+            confident_margin_s if followed_margin_s is None else followed_margin_s
+        )
         self.committed: list[TimedWord] = []
         self.in_window: list[TimedWord] = []
         self.pending: list[TimedWord] = []  # the last decode's uncommitted words
@@ -98,6 +114,21 @@ class LocalAgreement:
             del self.committed[:excess]
         return out
 
+    def _sure(self, fresh: list[TimedWord], i: int, audio_end_s: float) -> bool:
+        """Whether one decode may commit `fresh[i]`: the decoder is sure of it, and of the
+        word after it or of enough audio after it."""
+        word = fresh[i]
+        # Punctuation after a word depends on what follows it ("been made, Amy"), and a
+        # committed word is the next decode's forced prefix: "made," turned "amiable himself"
+        # into "am you, or himself?".
+        if word.probability < self.confident_p or not word.text[-1:].isalnum():
+            return False
+        # A word committed before the next one is heard well enough steers the decodes that
+        # must go on from it: "made" before "amiable" gave "made, am you, or himself?".
+        followed = i + 1 < len(fresh) and fresh[i + 1].probability >= self.confident_p
+        margin_s = self.followed_margin_s if followed else self.confident_margin_s
+        return word.stop_s <= audio_end_s - margin_s
+
     def update(
         self, hypothesis: list[TimedWord], audio_end_s: float = float("inf")
     ) -> list[TimedWord]:
@@ -117,16 +148,12 @@ class LocalAgreement:
             if _key(new.text) != _key(old.text):
                 break
             agreed += 1
-        sure_before_s = audio_end_s - self.confident_margin_s
-        while (
-            agreed < len(fresh)
-            and fresh[agreed].probability >= self.confident_p
-            and fresh[agreed].stop_s <= sure_before_s
-            # Punctuation after a word depends on what follows it ("been made, Amy"), and a
-            # committed word is the next decode's forced prefix: "made," turned "amiable
-            # himself" into "am you, or himself?".
-            and fresh[agreed].text[-1:].isalnum()
-        ):
+        # The last agreed word's punctuation, where the decodes differ on it, belongs to what
+        # they do not agree on yet: "made" then "made, Amy," committed "made," and the next
+        # decode, forced on from it, heard "amiable himself" as "am you, or himself?".
+        if agreed and _ending(fresh[agreed - 1].text) != _ending(self.pending[agreed - 1].text):
+            agreed -= 1
+        while agreed < len(fresh) and self._sure(fresh, agreed, audio_end_s):
             agreed += 1
         self.pending = fresh[agreed:]
         return self._commit(fresh[:agreed])
