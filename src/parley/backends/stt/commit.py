@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 OVERLAP_TOLERANCE_S = 0.1  # word times jitter between decodes
 PROMPT_WORDS = 30
 _NON_WORD = re.compile(r"[^\w']+")
-_ENDING = re.compile(r"[^\w']*$")
+_ENDING = re.compile(_NON_WORD.pattern + "$")
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ class LocalAgreement:
         # into "am you, or himself?".
         if word.probability < self.confident_p or not word.text[-1:].isalnum():
             return False
-        # A word committed before the next one is heard well enough steers the decodes that
-        # must go on from it: "made" before "amiable" gave "made, am you, or himself?".
+        # A next word the decoder is as sure of shows the audio after this one was heard well:
+        # a shorter margin will do.
         followed = i + 1 < len(fresh) and fresh[i + 1].probability >= self.confident_p
         margin_s = self.followed_margin_s if followed else self.confident_margin_s
         return word.stop_s <= audio_end_s - margin_s
