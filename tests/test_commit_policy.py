@@ -111,19 +111,21 @@ def test_a_word_followed_by_a_sure_one_needs_less_audio_after_it() -> None:
     assert r.update(followed[:1], audio_end_s=0.7) == []
 
 
-def test_agreed_words_that_differ_in_punctuation_wait_for_the_next_word() -> None:
+def test_agreed_words_that_differ_in_punctuation_go_out_without_it() -> None:
     """Two decodes agree on "made" but only the second puts a comma after it ("made, Amy,"):
-    the comma depends on the next word, which they do not agree on, so "made" waits; with the
-    next word agreed too, the newer punctuation is committed."""
+    the comma depends on the next word, which they do not agree on, so "made" is committed
+    without it; with the next word agreed too, the newer punctuation is committed."""
     p = LocalAgreement()
     p.update(words("have been made"))
     got = p.update(words("have been made, Amy,"))
-    assert [w.text for w in got] == ["have", "been"]
-    assert [w.text for w in p.pending] == ["made,", "Amy,"]
-    got = p.update(words("made amiable himself", start=0.8))
-    assert got == []  # the comma is gone now: "made" still waits
-    got = p.update(words("made amiable himself.", start=0.8))
-    assert [w.text for w in got] == ["made", "amiable"]
+    assert [w.text for w in got] == ["have", "been", "made"]
+    assert p.window_text()[0] == "have been made"
+    p.update(words("amiable, himself", start=1.2))
+    got = p.update(words("amiable himself.", start=1.2))
+    assert [w.text for w in got] == ["amiable", "himself"]
+    p = LocalAgreement()
+    p.update(words("so my, fellow"))
+    assert [w.text for w in p.update(words("so my fellow Americans"))] == ["so", "my", "fellow"]
 
 
 def test_punctuation_after_the_prefix_ends_the_committed_word() -> None:

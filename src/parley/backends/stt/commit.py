@@ -149,10 +149,14 @@ class LocalAgreement:
                 break
             agreed += 1
         # The last agreed word's punctuation, where the decodes differ on it, belongs to what
-        # they do not agree on yet: "made" then "made, Amy," committed "made," and the next
-        # decode, forced on from it, heard "amiable himself" as "am you, or himself?".
-        if agreed and _ending(fresh[agreed - 1].text) != _ending(self.pending[agreed - 1].text):
-            agreed -= 1
+        # they do not agree on yet: the word goes out without it. ("made" then "made, Amy,"
+        # committed "made," and the next decode, forced on from it, heard "amiable himself" as
+        # "am you, or himself?". Holding the word back instead cost it a decode cycle.)
+        if agreed:
+            last = fresh[agreed - 1]
+            ending = _ending(last.text)
+            if ending != _ending(self.pending[agreed - 1].text):
+                fresh[agreed - 1] = replace(last, text=last.text[: len(last.text) - len(ending)])
         while agreed < len(fresh) and self._sure(fresh, agreed, audio_end_s):
             agreed += 1
         self.pending = fresh[agreed:]
