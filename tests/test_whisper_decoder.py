@@ -11,6 +11,7 @@ from parley.backends.stt.whisper_decoder import (
     DecodeRequest,
     WhisperDecoder,
     has_repeated_phrase,
+    loop_start,
     repeats_prefix,
     resolve_model_path,
 )
@@ -138,3 +139,18 @@ def test_punctuation_alone_after_the_prefix_does_not_end_the_window(
     assert [(w.text, w.start_s) for w in words] == [(".", prefix_s)] or (
         "john dashwood" in heard.lower()
     ), heard
+
+
+def test_loop_start_keeps_the_words_before_the_loop() -> None:
+    prefix = "the invention of movable metal"
+    looped = "letters in the middle of the 15th century. The invention of movable metal letter"
+    assert loop_start(prefix, looped) == 8
+    assert loop_start("", "Ask what you can do for you. Ask what you can do for you.") == 7
+    assert loop_start("with which", "printing printing printing printing printing") == 1
+    assert loop_start("in the only sense with which", "concerned differs in the only sense") == 2
+    assert loop_start("", "words words words words words") == 1
+    # The loop from the first word: nothing to keep. No loop found: nothing either.
+    assert loop_start("and so my fellow", "and so my fellow Americans") == 0
+    assert loop_start("", JFK) == 0
+    # A word or two said twice is speech, not a loop.
+    assert loop_start("", "that that is what I mean, I mean it") == 0

@@ -12,9 +12,10 @@ decoder, seeing an unfamiliar context length, sometimes loops
 - a repetition check (gzip compression ratio, as Whisper itself uses) on every result;
 - a final window's result (its words are taken whole) that trips a guard is decoded again
   on the full 30 s context, which is always safe; these retries are counted so the cost of
-  the shortcut stays visible. A re-decode's is dropped as no news instead: the stream's next
-  re-decode comes a moment later, and a retry cost ~0.67 s on two busy cores, ~3x a
-  short decode (four real-time streams: 8% of the windows, 19% of the decode time);
+  the shortcut stays visible. A re-decode's keeps the words before its loop (`loop_start`),
+  or is dropped as no news when none come before it: the stream's next re-decode comes a
+  moment later, and a retry cost ~0.67 s on two busy cores, ~3x a short decode (four
+  real-time streams: 8% of the windows, 19% of the decode time);
 - a result that is only punctuation after a forced prefix ("... has never been surpassed"
   + ".", then end of text, on the 30 s context too) is decoded again with that punctuation
   in the prefix: the decoder then goes on to the next sentence ("Mr. John Dashwood had
@@ -106,6 +107,24 @@ def repeats_prefix(prefix: str, text: str, min_words: int = 4) -> bool:
     before, after = _word_keys(prefix), _word_keys(text)
     grams = {tuple(before[i : i + min_words]) for i in range(len(before) - min_words + 1)}
     return any(tuple(after[i : i + min_words]) in grams for i in range(len(after) - min_words + 1))
+
+
+def loop_start(prefix: str, text: str) -> int:
+    """How many of `text`'s words come before the loop the decoder fell into: the first that
+    re-says 4+ words of the forced prefix, or the second time round of a phrase said again in
+    a row (a phrase of 1-2 words, 4 times). 0: the whole text is the loop, or none is found."""
+    before, after = _word_keys(prefix), _word_keys(text)
+    grams = {tuple(before[i : i + 4]) for i in range(len(before) - 3)}
+    for i in range(len(after)):
+        if tuple(after[i : i + 4]) in grams:
+            return i
+        for n in range(1, (len(after) - i) // 2 + 1):
+            times = 2 if n >= 3 else 4
+            if i + times * n <= len(after) and all(
+                after[i + k * n : i + (k + 1) * n] == after[i : i + n] for k in range(1, times)
+            ):
+                return i + n
+    return 0
 
 
 def resolve_model_path(model: str) -> str:
@@ -290,7 +309,17 @@ class WhisperDecoder:
             )
             # VAD windows hold mostly speech (~3 tokens/s); far less means text was skipped.
             sparse = new_s >= SPARSE_CHECK_MIN_S and len(tokens) < MIN_TOKENS_PER_S * new_s
-            if (looping or sparse) and not full:
+            before_loop = loop_start(req.prefix, text) if looping and not req.final else 0
+            if before_loop:
+                # A re-decode's words before its loop are what it heard ("letters in the middle
+                # of the 15th century." before "The invention of movable ..." again): dropping
+                # them all cost a decode cycle, four in a row on one stream. Agreement with the
+                # next decode still decides what is committed.
+                log.debug("loop trimmed to %d words: %r", before_loop, text[:80])
+                text = " ".join(text.split()[:before_loop])
+                tokens = list(self.tokenizer.encode(" " + text))
+                looping = False
+            elif (looping or sparse) and not full:
                 log.debug(
                     "%s (%s): %.1f s new audio, %d tokens: %r",
                     "retry on 30 s" if req.final else "dropped",
