@@ -89,40 +89,48 @@ def _word_keys(text: str) -> list[str]:
     return ["".join(c for c in w.lower() if c.isalnum()) for w in text.split()]
 
 
+def _said_again(words: list[str], i: int, n: int, times: int) -> bool:
+    """Whether the `n` words at `i` are said `times` times in a row there."""
+    return i + times * n <= len(words) and all(
+        words[i + k * n : i + (k + 1) * n] == words[i : i + n] for k in range(1, times)
+    )
+
+
+def _prefix_said_at(before: list[str], after: list[str], min_words: int = 4) -> int | None:
+    """Where `after` first re-says `min_words` words in a row of `before`."""
+    grams = {tuple(before[i : i + min_words]) for i in range(len(before) - min_words + 1)}
+    starts = range(len(after) - min_words + 1)
+    return next((i for i in starts if tuple(after[i : i + min_words]) in grams), None)
+
+
 def has_repeated_phrase(text: str, min_words: int = 3) -> bool:
     """A phrase of `min_words`+ words said twice in a row: the short-context decoder's loop
     ("And so my fellow Americans. And so my fellow Americans."), which speech rarely does."""
     words = _word_keys(text)
-    n_words = len(words)
-    for n in range(min_words, n_words // 2 + 1):
-        for i in range(n_words - 2 * n + 1):
-            if words[i : i + n] == words[i + n : i + 2 * n]:
-                return True
-    return False
+    return any(
+        _said_again(words, i, n, 2)
+        for n in range(min_words, len(words) // 2 + 1)
+        for i in range(len(words) - 2 * n + 1)
+    )
 
 
 def repeats_prefix(prefix: str, text: str, min_words: int = 4) -> bool:
     """New text that re-says `min_words`+ words of the forced prefix (the last few seconds):
     the decoder transcribing its context again rather than continuing after it."""
-    before, after = _word_keys(prefix), _word_keys(text)
-    grams = {tuple(before[i : i + min_words]) for i in range(len(before) - min_words + 1)}
-    return any(tuple(after[i : i + min_words]) in grams for i in range(len(after) - min_words + 1))
+    return _prefix_said_at(_word_keys(prefix), _word_keys(text), min_words) is not None
 
 
 def loop_start(prefix: str, text: str) -> int:
     """How many of `text`'s words come before the loop the decoder fell into: the first that
     re-says 4+ words of the forced prefix, or the second time round of a phrase said again in
     a row (a phrase of 1-2 words, 4 times). 0: the whole text is the loop, or none is found."""
-    before, after = _word_keys(prefix), _word_keys(text)
-    grams = {tuple(before[i : i + 4]) for i in range(len(before) - 3)}
+    after = _word_keys(text)
+    prefix_at = _prefix_said_at(_word_keys(prefix), after)
     for i in range(len(after)):
-        if tuple(after[i : i + 4]) in grams:
+        if i == prefix_at:
             return i
         for n in range(1, (len(after) - i) // 2 + 1):
-            times = 2 if n >= 3 else 4
-            if i + times * n <= len(after) and all(
-                after[i + k * n : i + (k + 1) * n] == after[i : i + n] for k in range(1, times)
-            ):
+            if _said_again(after, i, n, 2 if n >= 3 else 4):
                 return i + n
     return 0
 
