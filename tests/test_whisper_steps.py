@@ -14,6 +14,7 @@ import pytest
 from parley import metrics
 from parley.backends.stt.whisper import (
     FLUSH_SILENCE_S,
+    MAX_BATCH,
     WhisperOptions,
     WhisperStreamingBackend,
 )
@@ -34,6 +35,7 @@ class FakeDecoder:
         self.gate = threading.Event()
         self.gate.set()
         self.calls = 0
+        self.batches: list[int] = []  # windows per call, recorded before the gate
 
     def warmup(self) -> None:
         pass
@@ -41,6 +43,7 @@ class FakeDecoder:
     def decode_counting_retries(
         self, requests: list[DecodeRequest]
     ) -> tuple[list[list[DecodedWord]], int]:
+        self.batches.append(len(requests))
         assert self.gate.wait(10)
         self.calls += 1
         if self.fail:
@@ -56,8 +59,8 @@ class FakeDecoder:
 class FakeSlot:
     """What the backend uses of a slot: an inbox and a record of what it emits."""
 
-    def __init__(self) -> None:
-        self.index = 0
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
         self.channel_id = 1
         self.closed = False
         self.inbox: list[Any] = []
@@ -120,6 +123,32 @@ def check_order(slot: FakeSlot) -> None:
         elif isinstance(m, Word):
             assert m.start_time >= latest_s - 0.001, (m, latest_s)
     assert steps(slot) == list(range(len(steps(slot))))
+
+
+def test_streams_due_at_once_are_split_into_batches_of_at_most_max_batch(
+    speech: np.ndarray,
+) -> None:
+    """A batch's windows all wait for the whole batch: six streams due on the same frame go
+    out as MAX_BATCH windows to one decode worker and the rest to the other."""
+    decoder = FakeDecoder()
+    decoder.gate.clear()  # both workers hold their batch until the gate opens
+    backend = WhisperStreamingBackend(decoder, 6, WhisperOptions(backlog_s=0))  # type: ignore[arg-type]
+    slots = [FakeSlot(i) for i in range(6)]
+    for slot in slots:
+        backend.attach(slot)  # type: ignore[arg-type]
+    for off in range(0, len(speech), FRAME_SAMPLES):
+        for slot in slots:
+            slot.inbox.append(Audio(speech[off : off + FRAME_SAMPLES]))
+        backend.step(slots)  # type: ignore[arg-type]
+        if len(decoder.batches) == 2:
+            break
+    deadline = time.monotonic() + 10
+    while len(decoder.batches) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert MAX_BATCH < 6
+    assert sorted(decoder.batches) == sorted([MAX_BATCH, 6 - MAX_BATCH])
+    decoder.gate.set()
+    backend.close()
 
 
 def test_steps_of_silence_go_out_at_once() -> None:

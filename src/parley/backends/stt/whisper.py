@@ -7,9 +7,10 @@ consecutive transcripts into words sent once. At a pause (VAD) or a client `Mark
 is decoded one last time and taken whole; its last `context_s` of speech stay in the window as
 context for the next utterance, their words given to the decoder as a forced prefix.
 
-Scheduling, because every decode has a fixed cost: whenever the decode thread is free it takes
-every slot that is due (a flush, or `decode_interval_s` of new speech) in one batched call, so
-slots fall into a stagger by themselves and, as streams are added, each slot's decode interval
+Scheduling, because every decode has a fixed cost: whenever a decode worker is free it takes
+the slots that are due (a flush, or `decode_interval_s` of new speech), up to `MAX_BATCH`, in
+one batched call (the rest go to the other worker or the next batch), so slots fall into a
+stagger by themselves and, as streams are added, each slot's decode interval
 stretches instead of a queue building up. A slot whose undecoded speech passes `max_lag_s`
 stops consuming frames (its `buffered_pcm` grows) instead of growing its window without bound.
 Once a pause has begun, a slot takes no re-decode: the final decode at the pause's end would
