@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     stt.add_argument("--streams", default="1,2,4,6,8", help="comma-separated stream counts")
     stt.add_argument("--eval-dir", default="../shared/eval")
     stt.add_argument("--clips", type=int, default=6, help="clips per stream (played back to back)")
+    stt.add_argument(
+        "--clip-ids",
+        default="",
+        help="comma-separated clip ids to play (default: every English clip up to 30 s); "
+        "stream i starts at clip i * --clips, wrapping",
+    )
     stt.add_argument("--show-text", action="store_true", help="print each stream's transcript")
     stt.add_argument(
         "--protocols",

@@ -40,6 +40,21 @@ def english_clips(eval_dir: str | Path, max_duration_s: float = 30.0) -> list[Cl
     ]
 
 
+def pick_clips(clips: list[Clip], ids: str) -> list[Clip]:
+    """The clips named in `ids` (comma-separated), in that order; all of them when empty."""
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    if not wanted:
+        return clips
+    by_id = {c.id: c for c in clips}
+    unknown = [i for i in wanted if i not in by_id]
+    if unknown:
+        raise SystemExit(
+            f"--clip-ids: no English clip of at most 30 s named {', '.join(unknown)} "
+            f"(choose from {', '.join(by_id)})"
+        )
+    return [by_id[i] for i in wanted]
+
+
 def speech_span_s(pcm_24k: np.ndarray) -> tuple[float, float]:
     """Where a clip's speech starts and ends (s). The clips carry no word times, so these are
     the bounds of the segments Silero VAD finds offline (faster-whisper's

@@ -29,6 +29,7 @@ from parley.bench.eval_clips import (
     Playlist,
     english_clips,
     make_playlists,
+    pick_clips,
     speech_span_s,
 )
 from parley.bench.realtime import (
@@ -318,7 +319,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if set(modes) - set(MODES) or not modes:
         raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
-    clips = english_clips(args.eval_dir, max_duration_s=30.0)
+    clips = pick_clips(english_clips(args.eval_dir, max_duration_s=30.0), args.clip_ids)
     clips_by_id = {c.id: c for c in clips}
     pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
     counts = [int(x) for x in args.streams.split(",") if x.strip()]
