@@ -189,7 +189,10 @@ def post(srv: Server, path: str, body: Any, key: str | None = API_KEY) -> tuple[
 
 
 def test_post_tts_streaming_wav(tts_server: Server, whisper: Any) -> None:
-    text = PARAGRAPHS[0]
+    # Not PARAGRAPHS[0]: tiny.en hears Piper's "rocked", "moorings" and "walked" as "rock",
+    # "murnings" and "walks" on any path (whole text too: 0-0.138 over 15 requests each), so
+    # one request of it failed 0.15 now and then; this one came back at 0-0.031 in 15.
+    text = PARAGRAPHS[1]
     status, body, ctype = post(tts_server, "/api/tts_streaming", {"text": text})
     assert status == 200 and ctype == "audio/wav"
     assert body[:4] == b"RIFF" and body[4:8] == b"\xff\xff\xff\xff"  # length unknown
