@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from parley.bench.comma_lists import comma_list
 from parley.engine.backend import SAMPLE_RATE_HZ
 
 GAP_S = 1.0
@@ -42,15 +43,14 @@ def english_clips(eval_dir: str | Path, max_duration_s: float = 30.0) -> list[Cl
 
 def pick_clips(clips: list[Clip], ids: str) -> list[Clip]:
     """The clips named in `ids` (comma-separated), in that order; all of them when empty."""
-    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    wanted = comma_list(ids)
     if not wanted:
         return clips
     by_id = {c.id: c for c in clips}
     unknown = [i for i in wanted if i not in by_id]
     if unknown:
         raise SystemExit(
-            f"--clip-ids: no English clip of at most 30 s named {', '.join(unknown)} "
-            f"(choose from {', '.join(by_id)})"
+            f"--clip-ids: no bench clip named {', '.join(unknown)} (choose from {', '.join(by_id)})"
         )
     return [by_id[i] for i in wanted]
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from parley.bench.comma_lists import comma_choices, comma_counts
 from parley.bench.eval_clips import (
     Clip,
     Playlist,
@@ -312,17 +313,12 @@ def run_stt_bench(args: argparse.Namespace) -> int:
 
     base_url = args.url.rstrip("/").removesuffix("/api/asr-streaming")
     url = base_url + "/api/asr-streaming"
-    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    unknown = set(protocols) - set(PROTOCOLS)
-    if unknown or not protocols:
-        raise SystemExit(f"--protocols: choose from {', '.join(PROTOCOLS)}")
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if set(modes) - set(MODES) or not modes:
-        raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
+    protocols = comma_choices(args.protocols, "--protocols", PROTOCOLS)
+    modes = comma_choices(args.modes, "--modes", MODES)
+    counts = comma_counts(args.streams, "--streams")
     clips = pick_clips(english_clips(args.eval_dir, max_duration_s=30.0), args.clip_ids)
     clips_by_id = {c.id: c for c in clips}
     pcms = [decode_file(c.path.read_bytes(), SAMPLE_RATE_HZ) for c in clips]
-    counts = [int(x) for x in args.streams.split(",") if x.strip()]
     playlists = make_playlists(clips, pcms, max(counts), args.clips)
     spans = {c.id: speech_span_s(pcm) for c, pcm in zip(clips, pcms, strict=True)}
     offline: dict[str, str] | None = None

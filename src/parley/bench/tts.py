@@ -34,6 +34,7 @@ import numpy as np
 
 from parley.backends.tts.piper import PiperOptions
 from parley.backends.tts.text import PhraseBuffer
+from parley.bench.comma_lists import comma_counts
 from parley.bench.eval_clips import english_clips
 from parley.client.tts import SpeechResult, speak
 
@@ -274,7 +275,7 @@ def round_trip(url: str, api_key: str, texts: list[str], words_per_s: float) -> 
 def run_tts_bench(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/")
     clips = english_clips(args.eval_dir)
-    counts = [int(x) for x in args.streams.split(",") if x.strip()]
+    counts = comma_counts(args.streams, "--streams")
     texts = [clips[i % len(clips)].reference.split() for i in range(max(counts))]
     phrases = [first_phrase(t, args.words_per_s)[0] for t in texts]
     raw = [float("nan")] * len(texts)

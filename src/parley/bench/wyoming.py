@@ -30,6 +30,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize, SynthesizeVoice
 
+from parley.bench.comma_lists import comma_counts
 from parley.bench.eval_clips import Clip, english_clips
 from parley.bench.wer import wer
 
@@ -147,7 +148,7 @@ def _spread(values: list[float]) -> str:
 def run_wyoming_bench(args: argparse.Namespace) -> int:
     clips = [c for c in english_clips(args.eval_dir) if c.duration_s <= args.max_clip_s]
     clips = clips[: args.clips]
-    for n in [int(x) for x in str(args.clients).split(",")]:
+    for n in comma_counts(args.clients, "--clients"):
         if args.stt:
             audio = {c.id: _s16(c) for c in clips}
             heard = [functools.partial(_transcribe, args.stt, c, audio[c.id]) for c in clips]
